@@ -1,0 +1,33 @@
+"""A thin Keras wrapper shared by every loss: the math lives in plain functions of tensors."""
+
+from typing import Any, Callable
+
+import keras
+
+
+class MetricLossWrapper(keras.losses.Loss):
+    """Wraps `fn(labels, embeddings, **kwargs)` as a `keras.losses.Loss`.
+
+    Follows the contract of `keras.losses.Circle`: `y_true` holds integer labels [batch] or
+    [batch, 1], `y_pred` the embeddings [batch, dim]. The loss is a property of the whole batch,
+    so it returns a scalar and Keras' per-sample reduction leaves it unchanged. Subclasses store
+    their hyper-parameters in `self._fn_kwargs`, which `get_config` returns, so a saved model
+    reloads without `custom_objects`.
+    """
+
+    def __init__(self, fn: Callable, name: str, reduction: str = "sum_over_batch_size", dtype=None, **kwargs: Any):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.fn = fn
+        self._fn_kwargs = kwargs
+
+    def call(self, y_true, y_pred):
+        return self.fn(y_true, y_pred, **self._fn_kwargs)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(self._fn_kwargs)
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict):
+        return cls(**config)

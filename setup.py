@@ -1,0 +1,30 @@
+"""fl_embed: Deep Metric Learning via Facility Location (Song et al., CVPR 2017) in TensorFlow/Keras."""
+
+from setuptools import find_packages, setup
+
+# TensorFlow comes through an extra so users pick the build: `[cpu]` installs the small CPU-only
+# wheel, `[gpu]` the CUDA build. A plain `pip install .` leaves an existing TensorFlow untouched.
+TF_VERSION = "2.21.0"
+
+setup(
+    name="fl_embed",
+    version="0.1.0",
+    description="Deep metric learning via facility location: clustering loss, baselines, trainers.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.11",
+    packages=find_packages(include=["fl_embed", "fl_embed.*", "data_prep", "data_prep.*"]),
+    include_package_data=True,
+    package_data={"data_prep": ["data/*"]},
+    install_requires=[
+        "numpy>=1.26",
+        "scikit-learn>=1.3",
+        "absl-py>=2.0",
+        "tensorflow-datasets>=4.9.4",
+    ],
+    extras_require={
+        "cpu": [f"tensorflow-cpu=={TF_VERSION}"],
+        "gpu": [f"tensorflow[and-cuda]=={TF_VERSION}"],
+        "test": ["pytest>=7", "ruff>=0.4"],
+    },
+)
