@@ -1,0 +1,146 @@
+"""The paper's evaluation protocol (section 4) in one call: embeddings and labels in, metrics out."""
+
+from collections.abc import Sequence
+
+import numpy as np
+from absl import logging
+
+from fl_embed.evaluation.clustering import clustering_nmi
+from fl_embed.evaluation.knn import DEFAULT_BLOCK_SIZE, exact_knn
+from fl_embed.evaluation.retrieval import (
+    map_at_r,
+    neighbour_matches,
+    r_precision,
+    recall_at_k,
+    same_class_counts,
+)
+
+# Recall@K cut-offs of the paper's tables.
+CUB_CARS_KS = (1, 2, 4, 8)
+PRODUCTS_KS = (1, 10, 100, 1000)
+
+
+def check_embeddings_labels(
+    embeddings, labels, ks: Sequence[int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Validate evaluation inputs and canonicalise them.
+
+    Args:
+      embeddings: float array [n, d].
+      labels: integer array [n] or [n, 1] (whole-valued floats are accepted).
+      ks: the Recall@K cut-offs.
+
+    Returns:
+      (embeddings float32 [n, d], labels int64 [n]).
+
+    Raises:
+      ValueError: wrong shapes, mismatched lengths, fewer than 2 items, NaN/Inf embeddings,
+        non-integer labels, or a K outside [1, n - 1] (the gallery of a query is the other n - 1
+        items).
+    """
+    x = np.asarray(embeddings)
+    y = np.asarray(labels)
+    if x.ndim != 2 or not np.issubdtype(x.dtype, np.number):
+        raise ValueError(
+            f"evaluate: embeddings must be a numeric [n, d] array, got shape {x.shape}, dtype {x.dtype}."
+        )
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise ValueError(
+            f"evaluate: labels must have shape [n] or [n, 1], got {y.shape}."
+        )
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(f"evaluate: {x.shape[0]} embeddings but {y.shape[0]} labels.")
+    if x.shape[0] < 2:
+        raise ValueError(
+            f"evaluate: needs at least 2 items (a query and a gallery), got {x.shape[0]}."
+        )
+    x = x.astype(np.float32, copy=False)
+    if not np.all(np.isfinite(x)):
+        raise ValueError(
+            f"evaluate: embeddings contain NaN or Inf ({np.count_nonzero(~np.isfinite(x))} entries)."
+        )
+    # Labels read back from float arrays (e.g. a Keras y_true) are fine if whole-valued.
+    whole_floats = np.issubdtype(y.dtype, np.floating) and np.all(y == np.round(y))
+    if not (np.issubdtype(y.dtype, np.integer) or whole_floats):
+        raise ValueError(
+            f"evaluate: labels must be integer class ids, got dtype {y.dtype}."
+        )
+    ks = tuple(ks)
+    if not ks or any(
+        not isinstance(k, (int, np.integer)) or isinstance(k, bool) for k in ks
+    ):
+        raise ValueError(
+            f"evaluate: ks must be a non-empty sequence of ints, got {ks}."
+        )
+    gallery = x.shape[0] - 1
+    for k in ks:
+        if not 1 <= k <= gallery:
+            raise ValueError(
+                f"evaluate: K={k} is outside [1, {gallery}], the gallery size (n - 1 other items)."
+            )
+    return x, y.astype(np.int64)
+
+
+def evaluate(
+    embeddings,
+    labels,
+    ks: Sequence[int] = CUB_CARS_KS,
+    seed: int = 0,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+) -> dict[str, float]:
+    """NMI, Recall@K, MAP@R and R-precision of an embedding of a labelled test set.
+
+    Every item is a query; its gallery is every other item (Song et al. 2016, paper section 4).
+    Neighbours are exact Euclidean nearest neighbours, ties broken by the lower index (see
+    `exact_knn`). NMI compares the labels with k-means (k = number of classes, settings in
+    `fl_embed.evaluation.clustering`).
+
+    A query whose class has no other item (R = 0) has no correct answer: it is left out of
+    Recall@K, MAP@R and R-precision (counting it as a miss would cap Recall@K below 1 for a
+    perfect embedding, and MAP@R is undefined for it), but it stays in every other query's
+    gallery and in the NMI. A warning gives their number. The paper's data sets have none.
+
+    Args:
+      embeddings: float array [n, d].
+      labels: integer array [n].
+      ks: the Recall@K cut-offs, each in [1, n - 1]; (1, 2, 4, 8) for CUB-200-2011 and Cars196,
+        (1, 10, 100, 1000) for Stanford Online Products (`PRODUCTS_KS`).
+      seed: random_state of k-means.
+      block_size: queries per block of the nearest-neighbour search.
+
+    Returns:
+      dict with keys "nmi", "recall@K" for each K in ks, "map@r", "r_precision"; fractions in
+      [0, 1].
+
+    Raises:
+      ValueError: see `check_embeddings_labels`; also when no class has two items.
+    """
+    x, y = check_embeddings_labels(embeddings, labels, ks)
+    num_relevant = same_class_counts(y)
+    has_relevant = num_relevant > 0
+    if not np.any(has_relevant):
+        raise ValueError(
+            "evaluate: every class has a single item, so no query has a correct answer."
+        )
+    if not np.all(has_relevant):
+        logging.warning(
+            "evaluate: %d of %d queries are the only item of their class; they are left out of "
+            "Recall@K, MAP@R and R-precision.",
+            np.count_nonzero(~has_relevant),
+            y.size,
+        )
+    depth = max(max(ks), int(num_relevant.max()))
+    _, indices = exact_knn(x, depth, block_size=block_size)
+    _, codes = np.unique(y, return_inverse=True)
+    matches = neighbour_matches(codes.reshape(-1).astype(np.int32), indices)[
+        has_relevant
+    ]
+    del indices
+    metrics = {"nmi": clustering_nmi(x, y, seed=seed)}
+    for k in ks:
+        metrics[f"recall@{k}"] = recall_at_k(matches, k)
+    metrics["map@r"] = map_at_r(matches, num_relevant[has_relevant])
+    metrics["r_precision"] = r_precision(matches, num_relevant[has_relevant])
+    return metrics
