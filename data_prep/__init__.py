@@ -1,0 +1,181 @@
+"""Data pipelines: the paper's benchmarks (CUB-200-2011, Cars196, Stanford Online Products) and glyphs.
+
+`load(name, split)` gives preprocessed (image, label) examples; `class_ratio_batches(name)` gives
+the training batches of section 3.5 (m examples from exactly C classes).
+"""
+
+import importlib
+
+import tensorflow as tf
+from absl import logging
+
+from data_prep import paper_sets, preprocess
+from data_prep.paper_sets import PAPER_SETS, DataSetNotFoundError
+from fl_embed.samplers import (
+    ClassRatioSampler,
+    class_ratio_dataset,
+    labels_of,
+    source_lookup,
+    tensor_lookup,
+)
+
+NAMES = (*PAPER_SETS, "glyphs")
+
+__all__ = ["NAMES", "PAPER_SETS", "DataSetNotFoundError", "class_ratio_batches", "load"]
+
+
+def _check_name(name: str) -> None:
+    """Raises ValueError for a name that is not one of `NAMES`."""
+    if name not in NAMES:
+        raise ValueError(f"Unknown data set {name!r}; use one of {list(NAMES)}.")
+
+
+def _load_glyphs(
+    split: str, data_dir: str | None, training: bool, seed: int | None
+) -> tf.data.Dataset:
+    """Delegates to `data_prep.glyphs.load`, imported only when asked for."""
+    glyphs = importlib.import_module("data_prep.glyphs")
+    return glyphs.load(split, data_dir=data_dir, augment=training, seed=seed)
+
+
+def _with_seeds(ds: tf.data.Dataset, seed: int | None) -> tf.data.Dataset:
+    """Pairs every element with a stateless seed Tensor [2] drawn from `seed`."""
+    seeds = tf.data.Dataset.random(seed=seed).batch(2, drop_remainder=True)
+    return tf.data.Dataset.zip(ds, seeds)
+
+
+def load(
+    name: str,
+    split: str,
+    data_dir: str | None = None,
+    download: bool = False,
+    manual_dir: str | None = None,
+    training: bool | None = None,
+    seed: int | None = None,
+    scaling: str = "inception",
+    shuffle_buffer: int = 2048,
+) -> tf.data.Dataset:
+    """Preprocessed (image, label) examples of a paper data set or the glyph set.
+
+    Paper sets: section 4's class-disjoint split, section 3.5's preprocessing (256x256 resize, then
+    a random 227x227 crop + mirror when training, a center crop otherwise). Glyphs are handed to
+    `data_prep.glyphs.load` unchanged (uint8 [32, 32, 1] images).
+
+    Args:
+      name: 'cub200', 'cars196', 'sop' or 'glyphs'.
+      split: 'train' or 'test'.
+      data_dir: TFDS data directory (default ~/tensorflow_datasets).
+      download: run TFDS `download_and_prepare` first.
+      manual_dir: folder of archives downloaded by hand (TFDS `manual_dir`; implies download).
+      training: augment and shuffle; default True for 'train', False for 'test'.
+      seed: seed of shuffling and augmentation; None for fresh randomness.
+      scaling: pixel scaling of the backbone ('inception' -> [-1, 1], 'unit', 'raw').
+      shuffle_buffer: examples in the shuffle buffer when training.
+
+    Returns:
+      Dataset of (image float32 [227, 227, 3], label int64 []) for paper sets, parallel-mapped
+      and prefetched; test order is TFDS order.
+
+    Raises:
+      ValueError: unknown name, split or scaling.
+      DataSetNotFoundError: the data is not in data_dir and could not be prepared.
+    """
+    _check_name(name)
+    paper_sets.check_split(split)
+    training = split == "train" if training is None else bool(training)
+    if name == "glyphs":
+        return _load_glyphs(split, data_dir, training, seed)
+    preprocess.scale_pixels(tf.zeros([1]), scaling)
+    ds = paper_sets.examples(
+        name, split, data_dir, download, manual_dir, decode_images=True
+    )
+    if training:
+        ds = ds.shuffle(shuffle_buffer, seed=seed)
+        ds = _with_seeds(ds, seed).map(
+            lambda example, s: (
+                preprocess.preprocess(example[0], True, s, scaling),
+                example[1],
+            ),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+    else:
+        ds = ds.map(
+            lambda image, label: (
+                preprocess.preprocess(image, False, scaling=scaling),
+                label,
+            ),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def class_ratio_batches(
+    name: str,
+    batch_size: int = 128,
+    ratio: float | None = None,
+    seed: int | None = None,
+    data_dir: str | None = None,
+    download: bool = False,
+    manual_dir: str | None = None,
+    scaling: str = "inception",
+    num_batches: int | None = None,
+) -> tf.data.Dataset:
+    """Training batches of section 3.5: m examples from exactly C = round(ratio * m) train classes.
+
+    Images are looked up by index after sampling: from TFDS's random-access data source when the
+    data was prepared as ArrayRecord (streams from disk, any size), otherwise from the encoded
+    images held in memory (fine for CUB and Cars; for SOP prepare with
+    `--file_format=array_record`). Decoding, the random crop and mirror run after sampling.
+
+    Args:
+      name: 'cub200', 'cars196' or 'sop'.
+      batch_size: m (paper: 128).
+      ratio: C/m; default the paper's (0.25 for CUB/Cars, 0.75 for SOP).
+      seed: seed of sampling and augmentation; the same seed repeats the batches.
+      data_dir, download, manual_dir, scaling: as in `load`.
+      num_batches: batches per iteration; None for an endless stream.
+
+    Returns:
+      Dataset of (images float32 [m, 227, 227, 3], labels int64 [m]).
+
+    Raises:
+      ValueError: unknown name, bad batch_size / ratio (see `classes_per_batch`).
+      DataSetNotFoundError: the data is not in data_dir and could not be prepared.
+    """
+    spec = paper_sets.get_spec(name)
+    preprocess.scale_pixels(tf.zeros([1]), scaling)
+    ratio = spec.ratio if ratio is None else ratio
+    try:
+        source, positions, labels = paper_sets.random_access(
+            name, "train", data_dir, download, manual_dir
+        )
+        record_spec = (tf.TensorSpec([], tf.string), tf.TensorSpec([], tf.int64))
+        read = source_lookup(
+            source, record_spec, select=lambda r: (r["image"], r[spec.label_key])
+        )
+        position_table = tf.constant(positions)
+
+        def lookup(index):
+            return read(tf.gather(position_table, index))
+
+    except NotImplementedError as err:
+        logging.info(
+            "No random access (%s); holding the encoded %s images in memory.", err, name
+        )
+        encoded = paper_sets.examples(name, "train", data_dir, decode_images=False)
+        lookup = tensor_lookup(encoded)
+        labels = labels_of(encoded)
+    sampler = ClassRatioSampler(labels, batch_size=batch_size, ratio=ratio, seed=seed)
+
+    def decode_and_crop(example, example_seed):
+        image = tf.io.decode_image(example[0], channels=3, expand_animations=False)
+        return preprocess.preprocess(image, True, example_seed, scaling), example[1]
+
+    return class_ratio_dataset(
+        sampler,
+        lookup,
+        map_fn=decode_and_crop,
+        num_batches=num_batches,
+        map_seed=seed,
+        random_map=True,
+    )
