@@ -133,10 +133,9 @@ def evaluate(
         )
     depth = max(max(ks), int(num_relevant.max()))
     _, indices = exact_knn(x, depth, block_size=block_size)
-    _, codes = np.unique(y, return_inverse=True)
-    matches = neighbour_matches(codes.reshape(-1).astype(np.int32), indices)[
-        has_relevant
-    ]
+    # Class codes as int32 halve the [n, depth] label lookup (0.25 GB at SOP size with K = 1000).
+    codes = np.unique(y, return_inverse=True)[1].reshape(-1).astype(np.int32)
+    matches = neighbour_matches(codes, indices)[has_relevant]
     del indices
     metrics = {"nmi": clustering_nmi(x, y, seed=seed)}
     for k in ks:
