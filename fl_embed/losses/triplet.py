@@ -31,7 +31,8 @@ def semihard_negatives(sq_dists: tf.Tensor, negative: tf.Tensor) -> tf.Tensor:
     k*(i, j) = argmin_{k: y[k] != y[i], D_ik^2 > D_ij^2} D_ik^2
     k*(i, j) = argmax_{k: y[k] != y[i]} D_ik^2      if no k satisfies the constraint
     ```
-    Ties go to the lowest index k; the loss value does not depend on the choice.
+    Ties go to the lowest index k; the loss value does not depend on the choice. Builds an
+    [m, m, m] mask: 2M entries for the paper's batch size m = 128.
 
     Args:
       sq_dists: float Tensor [m, m], squared distances D^2.
