@@ -50,9 +50,13 @@ def _fake_value(feature, index: int, label: int, image_size: tuple[int, int]):
 
 
 def _encoded_examples(
-    features, num_examples: int, per_class: int, image_size: tuple[int, int]
+    features,
+    num_examples: int,
+    per_class: int,
+    image_size: tuple[int, int],
+    first_image: int = 0,
 ) -> list[dict]:
-    """Fake examples for a FeaturesDict, encoded by it."""
+    """Fake examples for a FeaturesDict, encoded by it; images seeded from `first_image` on."""
     label_feature = next(
         f for f in features.values() if isinstance(f, tfds.features.ClassLabel)
     )
@@ -60,12 +64,24 @@ def _encoded_examples(
     return [
         features.encode_example(
             {
-                k: _fake_value(f, i, int(labels[i]), image_size)
+                k: _fake_value(f, first_image + i, int(labels[i]), image_size)
                 for k, f in features.items()
             }
         )
         for i in range(num_examples)
     ]
+
+
+def _pooled_examples(
+    features, split: str, num_examples: int, per_class: int, image_size: tuple[int, int]
+) -> list[dict]:
+    """Examples of a split string such as 'train+test': each part gets its own images, same labels."""
+    examples = []
+    for part, _ in enumerate(str(split).split("+")):
+        examples += _encoded_examples(
+            features, num_examples, per_class, image_size, part * num_examples
+        )
+    return examples
 
 
 @contextlib.contextmanager
@@ -75,7 +91,8 @@ def mock_paper_data(
     """Mocks `tfds` datasets and data sources with examples of the real feature specs.
 
     Args:
-      num_examples: examples per TFDS split (train and test yield the same ones, as in TFDS mocks).
+      num_examples: examples per TFDS split. Every split has the same labels (as CUB's and Cars'
+        TFDS splits both hold every class) but its own images; 'train+test' yields both.
       per_class: examples per class and split.
       image_size: approximate (height, width) of the images (real CUB images are about 375x500).
 
@@ -86,15 +103,15 @@ def mock_paper_data(
     def as_dataset(
         self, split, decoders=None, read_config=None, shuffle_files=False, **kwargs
     ):
-        del split, read_config, shuffle_files, kwargs
+        del read_config, shuffle_files, kwargs
         features = self.info.features
-        encoded = _encoded_examples(features, num_examples, per_class, image_size)
+        encoded = _pooled_examples(features, split, num_examples, per_class, image_size)
         columns = {k: np.stack([e[k] for e in encoded]) for k in encoded[0]}
         ds = tf.data.Dataset.from_tensor_slices(columns)
         return ds.map(lambda ex: features.decode_example(ex, decoders=decoders))
 
     def as_data_source(self, split, decoders=None, **kwargs):
-        del split, kwargs
+        del kwargs
         features = self.info.features
         skipped = set(decoders or {})
         return [
