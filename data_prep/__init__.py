@@ -44,6 +44,14 @@ def _with_seeds(ds: tf.data.Dataset, seed: int | None) -> tf.data.Dataset:
     return tf.data.Dataset.zip(ds, seeds)
 
 
+def _decode_crop(
+    image_bytes: tf.Tensor, training: bool, seed, scaling: str
+) -> tf.Tensor:
+    """Decodes an encoded image to RGB and applies section 3.5's preprocessing."""
+    image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
+    return preprocess.preprocess(image, training, seed, scaling)
+
+
 def load(
     name: str,
     split: str,
@@ -86,24 +94,19 @@ def load(
     if name == "glyphs":
         return _load_glyphs(split, data_dir, training, seed)
     preprocess.scale_pixels(tf.zeros([1]), scaling)
+    # Shuffle encoded images (small), decode after: the buffer never holds decoded pictures.
     ds = paper_sets.examples(
-        name, split, data_dir, download, manual_dir, decode_images=True
+        name, split, data_dir, download, manual_dir, decode_images=False
     )
     if training:
-        ds = ds.shuffle(shuffle_buffer, seed=seed)
-        ds = _with_seeds(ds, seed).map(
-            lambda example, s: (
-                preprocess.preprocess(example[0], True, s, scaling),
-                example[1],
-            ),
+        ds = _with_seeds(ds.shuffle(shuffle_buffer, seed=seed), seed)
+        ds = ds.map(
+            lambda example, s: (_decode_crop(example[0], True, s, scaling), example[1]),
             num_parallel_calls=tf.data.AUTOTUNE,
         )
     else:
         ds = ds.map(
-            lambda image, label: (
-                preprocess.preprocess(image, False, scaling=scaling),
-                label,
-            ),
+            lambda image, label: (_decode_crop(image, False, None, scaling), label),
             num_parallel_calls=tf.data.AUTOTUNE,
         )
     return ds.prefetch(tf.data.AUTOTUNE)
@@ -168,8 +171,7 @@ def class_ratio_batches(
     sampler = ClassRatioSampler(labels, batch_size=batch_size, ratio=ratio, seed=seed)
 
     def decode_and_crop(example, example_seed):
-        image = tf.io.decode_image(example[0], channels=3, expand_animations=False)
-        return preprocess.preprocess(image, True, example_seed, scaling), example[1]
+        return _decode_crop(example[0], True, example_seed, scaling), example[1]
 
     return class_ratio_dataset(
         sampler,

@@ -154,6 +154,38 @@ def prepare(
     return builder
 
 
+def size_mismatch(spec: PaperSet, split_sizes: dict) -> str | None:
+    """Compares prepared TFDS split sizes with the paper's image count.
+
+    Args:
+      spec: the data set.
+      split_sizes: {TFDS split name: number of examples} as prepared; empty if unknown.
+
+    Returns:
+      A warning text if the total differs from `spec.num_images`, else None.
+    """
+    total = sum(split_sizes.values())
+    if not total or total == spec.num_images:
+        return None
+    return (
+        f"{spec.tfds_name} holds {total} images, the paper's data set {spec.num_images}; "
+        "the class split may not match the paper's."
+    )
+
+
+def _warn_on_size(builder, spec: PaperSet) -> None:
+    """Logs a warning when the prepared data set is not the size the paper used."""
+    try:
+        sizes = {
+            name: info.num_examples for name, info in dict(builder.info.splits).items()
+        }
+    except (TypeError, AttributeError):  # split sizes unknown (e.g. mocked TFDS)
+        return
+    warning = size_mismatch(spec, sizes)
+    if warning:
+        logging.warning(warning)
+
+
 def _read(
     builder, spec: PaperSet, tfds_split: str, data_dir: str | None, decoders=None
 ) -> tf.data.Dataset:
@@ -203,6 +235,7 @@ def examples(
     builder = prepare(spec, data_dir, download, manual_dir)
     decoders = None if decode_images else {"image": tfds.decode.SkipDecoding()}
     ds = _read(builder, spec, spec.tfds_splits[split], data_dir, decoders)
+    _warn_on_size(builder, spec)
     keep = class_filter(spec, split)
     ds = ds.map(
         lambda ex: (ex["image"], tf.cast(ex[spec.label_key], tf.int64)),

@@ -53,6 +53,13 @@ def test_paper_class_counts():
     }
 
 
+def test_prepared_size_is_checked_against_the_paper():
+    spec = data_prep.PAPER_SETS["cub200"]
+    assert paper_sets.size_mismatch(spec, {"train": 5994, "test": 5794}) is None
+    assert "11788" in paper_sets.size_mismatch(spec, {"train": 5994})
+    assert paper_sets.size_mismatch(spec, {}) is None
+
+
 def test_training_images_are_227_crops_scaled_to_inception_range(mocked):
     images = [x.numpy() for x, _ in data_prep.load("cub200", "train", seed=0).take(4)]
     for image in images:
