@@ -5,7 +5,9 @@ the training batches of section 3.5 (m examples from exactly C classes).
 """
 
 import importlib
+from collections.abc import Callable
 
+import numpy as np
 import tensorflow as tf
 from absl import logging
 
@@ -52,6 +54,36 @@ def _decode_crop(
     return preprocess.preprocess(image, training, seed, scaling)
 
 
+def _indexed_train_split(
+    name: str, data_dir: str | None, download: bool, manual_dir: str | None
+) -> tuple[np.ndarray, Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor]]]:
+    """Labels of the train split and an index -> (encoded image, label) lookup.
+
+    Reads from TFDS's random-access data source when the data is ArrayRecord (images stay on
+    disk); otherwise keeps the encoded images in memory.
+
+    Returns:
+      (labels int64 [n], lookup(index) -> (tf.string [], int64 [])).
+    """
+    spec = paper_sets.get_spec(name)
+    try:
+        source, positions, labels = paper_sets.random_access(
+            name, "train", data_dir, download, manual_dir
+        )
+    except NotImplementedError as err:
+        logging.info(
+            "No random access (%s); holding the encoded %s images in memory.", err, name
+        )
+        encoded = paper_sets.examples(name, "train", data_dir, decode_images=False)
+        return labels_of(encoded), tensor_lookup(encoded)
+    record_spec = (tf.TensorSpec([], tf.string), tf.TensorSpec([], tf.int64))
+    read = source_lookup(
+        source, record_spec, select=lambda r: (r["image"], r[spec.label_key])
+    )
+    position_table = tf.constant(positions)
+    return labels, lambda index: read(tf.gather(position_table, index))
+
+
 def load(
     name: str,
     split: str,
@@ -93,7 +125,7 @@ def load(
     training = split == "train" if training is None else bool(training)
     if name == "glyphs":
         return _load_glyphs(split, data_dir, training, seed)
-    preprocess.scale_pixels(tf.zeros([1]), scaling)
+    preprocess.check_scaling(scaling)
     # Shuffle encoded images (small), decode after: the buffer never holds decoded pictures.
     ds = paper_sets.examples(
         name, split, data_dir, download, manual_dir, decode_images=False
@@ -146,28 +178,9 @@ def class_ratio_batches(
       DataSetNotFoundError: the data is not in data_dir and could not be prepared.
     """
     spec = paper_sets.get_spec(name)
-    preprocess.scale_pixels(tf.zeros([1]), scaling)
+    preprocess.check_scaling(scaling)
     ratio = spec.ratio if ratio is None else ratio
-    try:
-        source, positions, labels = paper_sets.random_access(
-            name, "train", data_dir, download, manual_dir
-        )
-        record_spec = (tf.TensorSpec([], tf.string), tf.TensorSpec([], tf.int64))
-        read = source_lookup(
-            source, record_spec, select=lambda r: (r["image"], r[spec.label_key])
-        )
-        position_table = tf.constant(positions)
-
-        def lookup(index):
-            return read(tf.gather(position_table, index))
-
-    except NotImplementedError as err:
-        logging.info(
-            "No random access (%s); holding the encoded %s images in memory.", err, name
-        )
-        encoded = paper_sets.examples(name, "train", data_dir, decode_images=False)
-        lookup = tensor_lookup(encoded)
-        labels = labels_of(encoded)
+    labels, lookup = _indexed_train_split(name, data_dir, download, manual_dir)
     sampler = ClassRatioSampler(labels, batch_size=batch_size, ratio=ratio, seed=seed)
 
     def decode_and_crop(example, example_seed):

@@ -23,6 +23,14 @@ SCALINGS: dict[str, Callable[[tf.Tensor], tf.Tensor]] = {
 }
 
 
+def check_scaling(scaling: str) -> None:
+    """Raises ValueError naming the choices when `scaling` is not one of `SCALINGS`."""
+    if scaling not in SCALINGS:
+        raise ValueError(
+            f"Unknown pixel scaling {scaling!r}; use one of {sorted(SCALINGS)}."
+        )
+
+
 def scale_pixels(image: tf.Tensor, scaling: str = "inception") -> tf.Tensor:
     """Maps float pixels in [0, 255] to the range a backbone expects.
 
@@ -36,10 +44,7 @@ def scale_pixels(image: tf.Tensor, scaling: str = "inception") -> tf.Tensor:
     Raises:
       ValueError: unknown scaling.
     """
-    if scaling not in SCALINGS:
-        raise ValueError(
-            f"Unknown pixel scaling {scaling!r}; use one of {sorted(SCALINGS)}."
-        )
+    check_scaling(scaling)
     return SCALINGS[scaling](image)
 
 
@@ -118,10 +123,7 @@ def preprocess(
     """
     if crop > resize_to:
         raise ValueError(f"crop {crop} must not exceed resize_to {resize_to}.")
-    if scaling not in SCALINGS:
-        raise ValueError(
-            f"Unknown pixel scaling {scaling!r}; use one of {sorted(SCALINGS)}."
-        )
+    check_scaling(scaling)
     image = resize(image, resize_to)
     if training:
         if seed is None:
