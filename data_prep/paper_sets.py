@@ -15,6 +15,8 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from absl import logging
 
+from fl_embed.samplers import source_lookup
+
 SPLITS = ("train", "test")
 
 
@@ -234,7 +236,11 @@ def examples(
     check_split(split)
     builder = prepare(spec, data_dir, download, manual_dir)
     decoders = None if decode_images else {"image": tfds.decode.SkipDecoding()}
-    ds = _read(builder, spec, spec.tfds_splits[split], data_dir, decoders)
+    try:
+        ds = _read(builder, spec, spec.tfds_splits[split], data_dir, decoders)
+    except NotImplementedError:
+        # ArrayRecord preparations have no tf.data reader in TFDS, only random access.
+        return _examples_from_source(name, split, data_dir, decode_images)
     _warn_on_size(builder, spec)
     keep = class_filter(spec, split)
     ds = ds.map(
@@ -242,6 +248,30 @@ def examples(
         num_parallel_calls=tf.data.AUTOTUNE,
     )
     return ds.filter(lambda image, label: keep(label))
+
+
+def _examples_from_source(
+    name: str, split: str, data_dir: str | None, decode_images: bool
+) -> tf.data.Dataset:
+    """`examples` read through the random-access data source, for ArrayRecord preparations."""
+    spec = get_spec(name)
+    source, positions, _ = random_access(name, split, data_dir)
+    record_spec = (tf.TensorSpec([], tf.string), tf.TensorSpec([], tf.int64))
+    read = source_lookup(
+        source, record_spec, select=lambda r: (r["image"], r[spec.label_key])
+    )
+    ds = tf.data.Dataset.from_tensor_slices(positions).map(
+        read, num_parallel_calls=tf.data.AUTOTUNE
+    )
+    if decode_images:
+        ds = ds.map(
+            lambda image, label: (
+                tf.io.decode_image(image, channels=3, expand_animations=False),
+                label,
+            ),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+    return ds
 
 
 def random_access(

@@ -119,8 +119,8 @@ def mock_paper_data(
                 k: v if k in skipped else features[k].decode_example_np(v)
                 for k, v in encoded.items()
             }
-            for encoded in _encoded_examples(
-                features, num_examples, per_class, image_size
+            for encoded in _pooled_examples(
+                features, split, num_examples, per_class, image_size
             )
         ]
 

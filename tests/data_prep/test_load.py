@@ -122,6 +122,18 @@ def test_class_ratio_batches_fall_back_to_memory_without_random_access(
     assert len(np.unique(labels.numpy())) == 4
 
 
+def test_array_record_data_is_read_through_random_access(mocked, monkeypatch):
+    def no_tf_data_reader(self, *args, **kwargs):
+        raise NotImplementedError(
+            "`.as_dataset()` not implemented for ArrayRecord files."
+        )
+
+    monkeypatch.setattr(tfds.core.DatasetBuilder, "as_dataset", no_tf_data_reader)
+    labels = mocked_labels("cub200")
+    got = [int(y) for _, y in data_prep.load("cub200", "test")]
+    assert sorted(got) == sorted(np.tile(labels[labels >= 100], 2).tolist())
+
+
 def test_unknown_name_raises_with_the_choices():
     with pytest.raises(ValueError, match="cub200"):
         data_prep.load("cub2011", "train")
