@@ -1,6 +1,7 @@
 """A thin Keras wrapper shared by every loss: the math lives in plain functions of tensors."""
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import keras
 

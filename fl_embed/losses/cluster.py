@@ -1,0 +1,322 @@
+"""The structured facility-location clustering loss (paper eq. 6) and its subgradient (eqs. 11-13).
+
+A drop-in for the authors' `tf.contrib.losses.metric_learning.cluster_loss`.
+"""
+
+from typing import NamedTuple
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from fl_embed.distances import pairwise_distances
+from fl_embed.losses import facility_location as fl
+from fl_embed.losses import margins as margins_lib
+from fl_embed.losses.base import MetricLossWrapper
+from fl_embed.losses.facility_location_numpy import loss_augmented_inference_np
+from fl_embed.losses.validation import check_labels_embeddings
+
+INFERENCE_BACKENDS = ("xla", "graph", "numpy")
+
+
+class ClusterLossTerms(NamedTuple):
+    """Everything the loss computes for one batch; only `loss` carries a gradient."""
+
+    loss: tf.Tensor  # float32 scalar, eq. 6
+    score_pred: tf.Tensor  # F(X, S) at the loss-augmented S
+    score_oracle: tf.Tensor  # F~(X, y*), eq. 5
+    margin: tf.Tensor  # Delta(g(S), y*), eq. 8
+    nmi: (
+        tf.Tensor
+    )  # NMI(g(S), y*): the batch clustering quality the margin is built from
+    medoids: tf.Tensor  # int32 [K], S in slot order
+
+
+class _Solution(NamedTuple):
+    medoids: tf.Tensor
+    partner: tf.Tensor  # int32 [m], j*(i): the medoid of i's cluster under g(S)
+    oracle_partner: tf.Tensor  # int32 [m], the oracle medoid of i's class
+    margin: tf.Tensor
+    nmi: tf.Tensor
+
+
+def _check_options(
+    margin_multiplier, margin_type, pam_iterations, inference
+) -> tf.Tensor:
+    margins_lib.check_margin_type(margin_type)
+    if inference not in INFERENCE_BACKENDS:
+        raise ValueError(
+            f"Unknown inference {inference!r}; expected one of {', '.join(INFERENCE_BACKENDS)}."
+        )
+    if (
+        isinstance(pam_iterations, bool)
+        or not isinstance(pam_iterations, (int, np.integer))
+        or pam_iterations < 0
+    ):
+        raise ValueError(
+            f"pam_iterations must be a non-negative int, got {pam_iterations!r}."
+        )
+    if isinstance(margin_multiplier, (int, float, np.number)) and not (
+        np.isfinite(margin_multiplier) and margin_multiplier >= 0
+    ):
+        raise ValueError(f"margin_multiplier must be finite and >= 0, got {margin_multiplier!r}.")
+    gamma = tf.cast(tf.convert_to_tensor(margin_multiplier), tf.float32)
+    if gamma.shape.rank not in (None, 0):
+        raise ValueError(
+            f"margin_multiplier must be a scalar, got shape {gamma.shape}."
+        )
+    with tf.control_dependencies(
+        [
+            tf.debugging.assert_non_negative(
+                gamma, message="cluster_loss: margin_multiplier must be >= 0"
+            )
+        ]
+    ):
+        return tf.identity(gamma)
+
+
+def _dense_labels(labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Class ids mapped to 0..C-1, with C and the size of the largest class."""
+    unique, dense = tf.unique(labels)
+    num_classes = tf.size(unique)
+    max_class_size = tf.reduce_max(tf.math.bincount(dense, minlength=num_classes))
+    return dense, num_classes, max_class_size
+
+
+def _solution(distances, labels, gamma, medoids, margin_type) -> _Solution:
+    asg = fl.cluster_assignment(distances, medoids)
+    _, oracle_partner = fl.oracle_score(distances, labels)
+    s_ac, s_a, s_c, s_e = margins_lib.contingency_sums(asg, labels, margin_type)
+    m = tf.cast(tf.shape(labels)[0], tf.float32)
+    margin = 1.0 - margins_lib.score_from_sums(margin_type, s_ac, s_a, s_c, m, s_e)
+    if margin_type == "nmi":
+        nmi = 1.0 - margin
+    else:
+        s_ac, s_a, s_c, _ = margins_lib.contingency_sums(asg, labels, "nmi")
+        nmi = margins_lib.score_from_sums("nmi", s_ac, s_a, s_c, m)
+    return _Solution(medoids, tf.gather(medoids, asg), oracle_partner, margin, nmi)
+
+
+_SOLVERS: dict = {}
+
+
+def _solver(margin_type: str, enable_pam: bool, iterations: int, inference: str):
+    """distances, inference, assignment, oracle medoids and margin as one (XLA-)compiled function."""
+    key = (margin_type, enable_pam, iterations, inference)
+    if key in _SOLVERS:
+        return _SOLVERS[key]
+
+    def solve(embeddings, labels, gamma, num_classes, max_class_size):
+        distances = pairwise_distances(embeddings)
+        if inference == "numpy":
+            medoids = tf.numpy_function(
+                lambda d, y, g: loss_augmented_inference_np(
+                    d, y, g, enable_pam, margin_type, iterations
+                ),
+                [distances, labels, gamma],
+                tf.int32,
+                stateful=False,
+            )
+            medoids = tf.ensure_shape(medoids, [None])
+        else:
+            medoids = fl.inference(
+                distances,
+                labels,
+                gamma,
+                num_classes,
+                max_class_size,
+                margin_type,
+                enable_pam,
+                iterations,
+            )
+        return _solution(distances, labels, gamma, medoids, margin_type)
+
+    _SOLVERS[key] = tf.function(
+        solve, jit_compile=(inference == "xla"), reduce_retracing=True
+    )
+    return _SOLVERS[key]
+
+
+def _pair_distance_sum(embeddings: tf.Tensor, partner: tf.Tensor) -> tf.Tensor:
+    return tf.reduce_sum(tf.norm(embeddings - tf.gather(embeddings, partner), axis=1))
+
+
+def _pair_distance_sum_grad(embeddings: tf.Tensor, partner: tf.Tensor) -> tf.Tensor:
+    """d/dX of sum_i ||x_i - x_{p(i)}||: unit vectors, zero for pairs at zero distance (eq. 12)."""
+    diff = embeddings - tf.gather(embeddings, partner)
+    norm = tf.norm(diff, axis=1, keepdims=True)
+    unit = tf.where(norm > 0.0, diff / tf.where(norm > 0.0, norm, 1.0), 0.0)
+    return unit - tf.math.unsorted_segment_sum(unit, partner, tf.shape(embeddings)[0])
+
+
+def _hinge(embeddings, partner, oracle_partner, gamma, margin):
+    """[F(X, S) + gamma Delta - F~(X, y*)]_+ with S and the oracle medoids fixed, eqs. 6 and 11-13."""
+
+    @tf.custom_gradient
+    def hinge(x):
+        score_pred = -_pair_distance_sum(x, partner)
+        score_oracle = -_pair_distance_sum(x, oracle_partner)
+        value = tf.nn.relu(score_pred + gamma * margin - score_oracle)
+
+        def grad(upstream):
+            # eq. 11: zero when the hinge is inactive; eq. 12 for F, eq. 13 for F~.
+            active = tf.cast(value > 0.0, x.dtype)
+            grad_pred = -_pair_distance_sum_grad(x, partner)
+            grad_oracle = -_pair_distance_sum_grad(x, oracle_partner)
+            return upstream * active * (grad_pred - grad_oracle)
+
+        return value, grad
+
+    return hinge(embeddings)
+
+
+def cluster_loss_terms(
+    labels,
+    embeddings,
+    margin_multiplier,
+    enable_pam_finetuning: bool = True,
+    margin_type: str = "nmi",
+    pam_iterations: int = 5,
+    inference: str = "xla",
+) -> ClusterLossTerms:
+    """The clustering loss together with the quantities it is made of (for logging).
+
+    Same arguments as `cluster_loss`.
+    """
+    gamma = _check_options(margin_multiplier, margin_type, pam_iterations, inference)
+    labels, embeddings = check_labels_embeddings(labels, embeddings, "cluster_loss")
+    dense, num_classes, max_class_size = _dense_labels(labels)
+    solve = _solver(
+        margin_type, bool(enable_pam_finetuning), int(pam_iterations), inference
+    )
+    sol = solve(tf.stop_gradient(embeddings), dense, gamma, num_classes, max_class_size)
+    loss = _hinge(embeddings, sol.partner, sol.oracle_partner, gamma, sol.margin)
+    stopped = tf.stop_gradient(embeddings)
+    return ClusterLossTerms(
+        loss=loss,
+        score_pred=-_pair_distance_sum(stopped, sol.partner),
+        score_oracle=-_pair_distance_sum(stopped, sol.oracle_partner),
+        margin=sol.margin,
+        nmi=sol.nmi,
+        medoids=sol.medoids,
+    )
+
+
+def cluster_loss(
+    labels,
+    embeddings,
+    margin_multiplier,
+    enable_pam_finetuning: bool = True,
+    margin_type: str = "nmi",
+    pam_iterations: int = 5,
+    inference: str = "xla",
+) -> tf.Tensor:
+    """Structured facility-location clustering loss, eq. 6.
+
+    Formula:
+        loss = [ max_{|S| = K} { F(X, S) + gamma Delta(g(S), y*) } - F~(X, y*) ]_+
+    with F the facility location function (eq. 4), F~ the oracle score (eq. 5), Delta = 1 - NMI
+    (eqs. 8-10, or another margin_type), K the number of distinct labels in the batch, and the max
+    approximated by Algorithm 1 (greedy) refined by Algorithm 2 (PAM, T = pam_iterations).
+    The gradient is the subgradient of eqs. 11-13: S and the oracle medoids held fixed, zero where
+    the hinge is inactive.
+
+    Args:
+      labels: int Tensor [m] or [m, 1], any integer class ids.
+      embeddings: float Tensor [m, d], expected L2-normalised (the loss does not normalise).
+        Computed in float32 whatever the dtype (mixed precision).
+      margin_multiplier: gamma >= 0, a float or a scalar Tensor/Variable (decayed in training).
+      enable_pam_finetuning: run Algorithm 2 after Algorithm 1.
+      margin_type: "nmi" (paper), "ami", "ari", "vmeasure" or "const" (1 if the clusterings differ).
+      pam_iterations: T, sweeps of Algorithm 2.
+      inference: "xla" (default; vectorised, XLA-compiled once per batch shape), "graph" (the same
+        without XLA) or "numpy" (plain numpy Algorithms 1-2 through tf.numpy_function).
+
+    Returns:
+      float32 scalar.
+
+    Raises:
+      ValueError: unknown margin_type or inference, negative margin_multiplier, bad shapes/dtypes.
+      tf.errors.InvalidArgumentError: NaN/Inf embeddings or a batch-size mismatch at run time.
+    """
+    return cluster_loss_terms(
+        labels,
+        embeddings,
+        margin_multiplier,
+        enable_pam_finetuning,
+        margin_type,
+        pam_iterations,
+        inference,
+    ).loss
+
+
+def loss_augmented_inference(
+    labels,
+    embeddings,
+    margin_multiplier,
+    enable_pam_finetuning: bool = True,
+    margin_type: str = "nmi",
+    pam_iterations: int = 5,
+    inference: str = "xla",
+) -> tf.Tensor:
+    """The medoids S of (*) in eq. 6: Algorithm 1, then Algorithm 2 if enabled.
+
+    Same arguments as `cluster_loss`.
+
+    Returns:
+      int32 Tensor [K], indices into the batch, in slot order (slot k = cluster k of g(S)).
+    """
+    return cluster_loss_terms(
+        labels,
+        embeddings,
+        margin_multiplier,
+        enable_pam_finetuning,
+        margin_type,
+        pam_iterations,
+        inference,
+    ).medoids
+
+
+@keras.saving.register_keras_serializable(package="fl_embed")
+class ClusteringLoss(MetricLossWrapper):
+    """Keras wrapper of `cluster_loss`: y_true = integer labels, y_pred = L2-normalised embeddings.
+
+    `margin_multiplier` may be a float or a `keras.Variable` that a callback decays during
+    training (the config then stores its current value).
+    """
+
+    def __init__(
+        self,
+        margin_multiplier=1.0,
+        enable_pam_finetuning: bool = True,
+        margin_type: str = "nmi",
+        pam_iterations: int = 5,
+        inference: str = "xla",
+        name: str = "clustering_loss",
+        **kwargs,
+    ):
+        _check_options(
+            margin_multiplier
+            if not hasattr(margin_multiplier, "numpy")
+            else float(margin_multiplier.numpy()),
+            margin_type,
+            pam_iterations,
+            inference,
+        )
+        super().__init__(
+            cluster_loss,
+            name=name,
+            margin_multiplier=margin_multiplier,
+            enable_pam_finetuning=enable_pam_finetuning,
+            margin_type=margin_type,
+            pam_iterations=pam_iterations,
+            inference=inference,
+            **kwargs,
+        )
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        gamma = config["margin_multiplier"]
+        if not isinstance(gamma, (int, float)):
+            config["margin_multiplier"] = float(keras.ops.convert_to_numpy(gamma))
+        return config
