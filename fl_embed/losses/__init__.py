@@ -7,15 +7,24 @@ from fl_embed.losses.cluster import (
     cluster_loss_terms,
     loss_augmented_inference,
 )
+from fl_embed.losses.lifted import LiftedStructLoss, lifted_struct_loss
 from fl_embed.losses.margins import MARGIN_TYPES, clustering_score, structured_margin
+from fl_embed.losses.npairs import NPairsLoss, npairs_loss
+from fl_embed.losses.triplet import TripletSemiHardLoss, triplet_semihard_loss
 
 __all__ = [
     "MARGIN_TYPES",
     "ClusterLossTerms",
     "ClusteringLoss",
+    "LiftedStructLoss",
+    "NPairsLoss",
+    "TripletSemiHardLoss",
     "cluster_loss",
     "cluster_loss_terms",
     "clustering_score",
+    "lifted_struct_loss",
     "loss_augmented_inference",
+    "npairs_loss",
     "structured_margin",
+    "triplet_semihard_loss",
 ]
