@@ -163,7 +163,8 @@ def class_ratio_batches(
     `--file_format=array_record`). Decoding, the random crop and mirror run after sampling.
 
     Args:
-      name: 'cub200', 'cars196' or 'sop'.
+      name: 'cub200', 'cars196', 'sop', or 'glyphs' (handed to `data_prep.glyphs.class_ratio_batches`:
+        augmented uint8 [m, 32, 32, 1] images, default ratio 0.25; the other arguments are unused).
       batch_size: m (paper: 128).
       ratio: C/m; default the paper's (0.25 for CUB/Cars, 0.75 for SOP).
       seed: seed of sampling and augmentation; the same seed repeats the batches.
@@ -177,6 +178,12 @@ def class_ratio_batches(
       ValueError: unknown name, bad batch_size / ratio (see `classes_per_batch`).
       DataSetNotFoundError: the data is not in data_dir and could not be prepared.
     """
+    if name == "glyphs":
+        glyphs = importlib.import_module("data_prep.glyphs")
+        ratio = glyphs.DEFAULT_RATIO if ratio is None else ratio
+        return glyphs.class_ratio_batches(
+            batch_size, ratio, seed, num_batches=num_batches
+        )
     spec = paper_sets.get_spec(name)
     preprocess.check_scaling(scaling)
     ratio = spec.ratio if ratio is None else ratio

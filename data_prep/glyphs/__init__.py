@@ -73,3 +73,56 @@ def load(
     if augment:
         dataset = augmentation.augment_dataset(dataset, seed)
     return dataset
+
+
+DEFAULT_RATIO = 0.25
+
+
+def class_ratio_batches(
+    batch_size: int = 128,
+    ratio: float = DEFAULT_RATIO,
+    seed: int | None = None,
+    augment: bool = True,
+    num_batches: int | None = None,
+):
+    """Training batches of section 3.5 from the glyph train split: m examples, exactly C classes.
+
+    The train split (8,200 small images) is held in memory; `fl_embed.samplers.ClassRatioSampler`
+    picks the indices and `augment.augment` runs on each example after sampling.
+
+    Args:
+        batch_size: m (paper: 128).
+        ratio: C/m, default 0.25 as for CUB-200-2011 (32 of the 82 train classes per batch).
+        seed: seed of sampling and augmentation; the same seed repeats the batches.
+        augment: apply the random rotation / scale / shift / stroke augmentation.
+        num_batches: batches per iteration; None for an endless stream.
+
+    Returns:
+        tf.data.Dataset of (images uint8 [m, 32, 32, 1], labels int64 [m]).
+
+    Raises:
+        ValueError: bad batch_size / ratio (see `fl_embed.samplers.classes_per_batch`).
+    """
+    import tensorflow as tf
+
+    from data_prep.glyphs import augment as augmentation
+    from fl_embed.samplers import ClassRatioSampler, class_ratio_dataset
+
+    images, labels = load_arrays("train")
+    sampler = ClassRatioSampler(labels, batch_size=batch_size, ratio=ratio, seed=seed)
+    images, labels = tf.constant(images), tf.constant(labels)
+
+    def lookup(index):
+        return tf.gather(images, index), tf.gather(labels, index)
+
+    def augment_example(example, example_seed):
+        return augmentation.augment(example[0], example_seed), example[1]
+
+    return class_ratio_dataset(
+        sampler,
+        lookup,
+        map_fn=augment_example if augment else None,
+        num_batches=num_batches,
+        map_seed=seed,
+        random_map=augment,
+    )
