@@ -56,6 +56,7 @@ def build_embedder(
         without Keras ImageNet weights, a weights path that is not an .h5 file, or a weights file that
         does not fit the backbone.
       FileNotFoundError: the weights file does not exist.
+      ConnectionError: weights="imagenet" and Keras could not download them.
     """
     check_backbone(backbone)
     if embedding_dim < 1:
@@ -100,7 +101,7 @@ def build_backbone(
                 f"No Keras ImageNet weights exist for {backbone!r}; pass the path of a local "
                 "weights file (.h5 / .weights.h5) instead, or weights=None for random weights."
             )
-        return _inception_v3(input_shape, "imagenet")
+        return _inception_v3_imagenet(input_shape)
     path = None if weights is None else check_weights_file(weights)
     model = _BUILDERS[backbone](input_shape)
     if path is not None:
@@ -175,6 +176,21 @@ def _inception_v3(
     return keras.applications.InceptionV3(
         include_top=False, weights=weights, input_shape=input_shape, name=BACKBONE_LAYER
     )
+
+
+def _inception_v3_imagenet(input_shape: tuple[int, int, int]) -> keras.Model:
+    """InceptionV3 with Keras' ImageNet weights; a failed download says what to do offline."""
+    try:
+        return _inception_v3(input_shape, "imagenet")
+    except Exception as err:
+        if "URL fetch failure" not in str(err):
+            raise
+        raise ConnectionError(
+            "Could not download Keras' ImageNet weights for inception_v3 "
+            f"({_first_line(err)}). Without a network, fetch "
+            "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5 elsewhere, put it in "
+            "~/.keras/models/ or pass its path as weights=."
+        ) from err
 
 
 def _bn_inception(input_shape: tuple[int, int, int]) -> keras.Model:

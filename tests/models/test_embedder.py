@@ -161,3 +161,17 @@ def test_inception_v3_loads_a_legacy_h5_file_like_the_keras_notop_release(tmp_pa
         loaded.get_layer(BACKBONE_LAYER)(images, training=False).numpy(),
         source.get_layer(BACKBONE_LAYER)(images, training=False).numpy(),
     )
+
+
+def test_imagenet_download_failure_says_how_to_work_offline(monkeypatch):
+    from keras.src.utils import file_utils
+
+    def offline(fname, origin, **kwargs):
+        # What keras.utils.get_file raises without a network.
+        raise Exception(  # noqa: TRY002
+            f"URL fetch failure on {origin}: None -- [Errno -2] Name or service not known"
+        )
+
+    monkeypatch.setattr(file_utils, "get_file", offline)
+    with pytest.raises(ConnectionError, match="pass its path as weights="):
+        build_embedder("inception_v3", weights="imagenet", input_shape=(75, 75, 3))
