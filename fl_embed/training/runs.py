@@ -1,0 +1,153 @@
+"""A training run's directory: its settings, model, data and checkpoints, shared by the trainer,
+`experiments/evaluate.py` and `experiments/export.py`.
+
+Layout of a run directory:
+  run_config.json   the settings (`run_config.check_run_config`)
+  flags.txt         the trainer's flags (rerun with --flagfile to resume)
+  checkpoints/      `tf.train.CheckpointManager` checkpoints (model, optimizer, step)
+  train/, eval/     TensorBoard summaries
+  metrics.json      final evaluation
+  export/           the SavedModel
+"""
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from fl_embed import models
+from fl_embed.training.checkpoints import CheckpointError
+from fl_embed.training.embed import embed_dataset
+from fl_embed.training.step import L2_NORMALIZE
+
+CHECKPOINT_DIR = "checkpoints"
+EXPORT_DIR = "export"
+METRICS_FILE = "metrics.json"
+
+
+def build_model(settings: dict[str, Any]) -> keras.Model:
+    """The embedder a run trains: its backbone, d, input shape, and the loss's normalisation.
+
+    Args:
+      settings: a run's settings (backbone, weights, embedding_dim, image_size, channels, loss).
+
+    Returns:
+      keras.Model mapping scaled float images to embeddings.
+    """
+    size, channels = settings["image_size"], settings["channels"]
+    return models.build_embedder(
+        settings["backbone"],
+        embedding_dim=settings["embedding_dim"],
+        l2_normalize=L2_NORMALIZE[settings["loss"]],
+        weights=settings["weights"],
+        input_shape=(size, size, channels),
+    )
+
+
+def restore_model(model: keras.Model, run_dir: str) -> str:
+    """Loads the model weights of the latest checkpoint of a run (the optimizer is left out).
+
+    Args:
+      model: built with `build_model` from the run's settings.
+      run_dir: the run's output directory, or its `checkpoints/` folder, or a checkpoint prefix.
+
+    Returns:
+      The checkpoint path restored.
+
+    Raises:
+      CheckpointError: no checkpoint there, or one that does not fit the model.
+    """
+    path = latest_checkpoint(run_dir)
+    try:
+        status = tf.train.Checkpoint(model=model).restore(path).expect_partial()
+        status.assert_existing_objects_matched()
+    except (tf.errors.OpError, AssertionError, ValueError) as err:
+        raise CheckpointError(
+            f"Cannot restore the model from {path}: {err.__class__.__name__}: {err}"
+        ) from err
+    return path
+
+
+def latest_checkpoint(path: str) -> str:
+    """The checkpoint prefix `path` names: a prefix itself, or the latest in a run / checkpoint dir.
+
+    Raises:
+      CheckpointError: nothing restorable there.
+    """
+    if tf.io.gfile.exists(path + ".index"):
+        return path
+    for directory in (os.path.join(path, CHECKPOINT_DIR), path):
+        found = tf.train.latest_checkpoint(directory)
+        if found:
+            return found
+    raise CheckpointError(
+        f"No checkpoint found at {path} (looked in {path}/{CHECKPOINT_DIR})."
+    )
+
+
+def train_batches(
+    settings: dict[str, Any], start_step: int, data_dir: str | None = None
+):
+    """Endless class-ratio batches (section 3.5) of pixels in [0, 255] for a run starting at a step.
+
+    The data seed is derived from (seed, start_step): a resumed run draws fresh batches from the
+    same distribution instead of repeating the ones it already trained on.
+
+    Returns:
+      tf.data.Dataset of (images [m, H, W, C] in [0, 255], labels int64 [m]).
+    """
+    import data_prep
+
+    seed = int(
+        np.random.SeedSequence([settings["seed"], start_step]).generate_state(1)[0]
+    )
+    if settings["dataset"] == "glyphs":
+        from data_prep import glyphs
+
+        return glyphs.class_ratio_batches(
+            settings["batch_size"],
+            settings["classes_per_batch_ratio"],
+            seed,
+            augment=settings["augment"],
+        )
+    return data_prep.class_ratio_batches(
+        settings["dataset"],
+        settings["batch_size"],
+        settings["classes_per_batch_ratio"],
+        seed,
+        data_dir=data_dir,
+        scaling="raw",
+    )
+
+
+def eval_examples(dataset: str, split: str = "test", data_dir: str | None = None):
+    """(image in [0, 255], label) examples of a split, unaugmented, in a fixed order."""
+    import data_prep
+
+    if dataset == "glyphs":
+        return data_prep.load("glyphs", split, data_dir=data_dir, training=False)
+    return data_prep.load(
+        dataset, split, data_dir=data_dir, training=False, scaling="raw"
+    )
+
+
+def embed_fn(model: keras.Model, backbone: str) -> Callable[[tf.Tensor], tf.Tensor]:
+    """Compiled images in [0, 255] -> embeddings of a Keras embedder in inference mode."""
+    scale = models.preprocess_for(backbone)
+    return tf.function(
+        lambda images: model(scale(images), training=False), reduce_retracing=True
+    )
+
+
+def embed_split(
+    embed: Callable[[tf.Tensor], tf.Tensor],
+    dataset: str,
+    split: str = "test",
+    data_dir: str | None = None,
+    batch_size: int = 256,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(embeddings [n, d], labels [n]) of a whole split."""
+    return embed_dataset(embed, eval_examples(dataset, split, data_dir), batch_size)
