@@ -17,7 +17,6 @@ from absl import app, flags, logging
 from experiments import configs
 from fl_embed import models
 from fl_embed.evaluation import evaluate, write_metrics_json
-from fl_embed.export import export_saved_model
 from fl_embed.losses.cluster import INFERENCE_BACKENDS
 from fl_embed.samplers import classes_per_batch
 from fl_embed.training import (
@@ -299,13 +298,8 @@ def main(argv):
         step=total,
         **settings,
     )
-    export_dir = export_saved_model(
-        model,
-        os.path.join(FLAGS.output_dir, runs.EXPORT_DIR),
-        image_size=settings["image_size"],
-        resize_to=settings["resize_to"],
-        channels=settings["channels"],
-        scaling=scale,
+    export_dir = runs.export_run(
+        model, settings, os.path.join(FLAGS.output_dir, runs.EXPORT_DIR)
     )
     logging.info("Exported the SavedModel to %s", export_dir)
     rows = {f"{settings['loss']} loss, {total} steps": metrics}

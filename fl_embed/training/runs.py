@@ -18,9 +18,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from fl_embed import models
+from fl_embed import export, models
 from fl_embed.training.checkpoints import CheckpointError
 from fl_embed.training.embed import embed_dataset
+from fl_embed.training.run_config import RUN_CONFIG_FILE, read_run_config
 from fl_embed.training.step import L2_NORMALIZE
 
 CHECKPOINT_DIR = "checkpoints"
@@ -151,3 +152,81 @@ def embed_split(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(embeddings [n, d], labels [n]) of a whole split."""
     return embed_dataset(embed, eval_examples(dataset, split, data_dir), batch_size)
+
+
+def find_run_dir(path: str) -> str:
+    """The run directory of `path`: the directory itself, or the run above a checkpoint (prefix).
+
+    Raises:
+      CheckpointError: no run_config.json in `path` or the two directories above it.
+    """
+    candidates = [path, os.path.dirname(path), os.path.dirname(os.path.dirname(path))]
+    for candidate in candidates:
+        if candidate and os.path.isfile(os.path.join(candidate, RUN_CONFIG_FILE)):
+            return candidate
+    raise CheckpointError(
+        f"{path} is not a training run: no {RUN_CONFIG_FILE} there or above it (pass the "
+        "--output_dir of experiments.train, its checkpoints/ folder or a checkpoint prefix)."
+    )
+
+
+def load_run(path: str) -> tuple[dict[str, Any], keras.Model, str]:
+    """Rebuilds a run's model from its settings and restores its checkpoint.
+
+    The backbone is built without its initial weights file: the checkpoint holds every weight.
+
+    Args:
+      path: a run directory, its `checkpoints/` folder, or a checkpoint prefix in it.
+
+    Returns:
+      (settings, model, checkpoint path).
+
+    Raises:
+      CheckpointError: not a run, no checkpoint, or a checkpoint that does not fit the settings.
+    """
+    run_dir = find_run_dir(path)
+    settings = read_run_config(run_dir)
+    model = build_model({**settings, "weights": None})
+    return settings, model, restore_model(model, path)
+
+
+def saved_model_embed_fn(
+    export_dir: str,
+) -> tuple[Callable[[tf.Tensor], tf.Tensor], dict[str, Any]]:
+    """Images in [0, 255] -> embeddings through a SavedModel's `embed_images` signature.
+
+    The pixel scaling is the one recorded in the export's `fl_embed.json`.
+
+    Returns:
+      (embed function, the export's metadata).
+
+    Raises:
+      FileNotFoundError: no SavedModel in export_dir.
+      ValueError: the export does not record a known scaling.
+    """
+    loaded = export.load_embedder(export_dir)
+    scaling = loaded.metadata.get("preprocessing", {}).get("scaling")
+    if scaling not in models.SCALINGS:
+        raise ValueError(
+            f"{export_dir}/{export.METADATA_FILE} records scaling {scaling!r}, not one of "
+            f"{sorted(models.SCALINGS)}; cannot feed the embed_images signature."
+        )
+    signature = loaded.signatures[export.IMAGES_SIGNATURE]
+    scale = models.SCALINGS[scaling]
+
+    def embed(images):
+        return signature(**{export.INPUT_KEY: scale(images)})[export.OUTPUT_KEY]
+
+    return embed, loaded.metadata
+
+
+def export_run(model: keras.Model, settings: dict[str, Any], export_dir: str) -> str:
+    """Writes a run's model as a SavedModel with its preprocessing (`fl_embed.export`)."""
+    return export.export_saved_model(
+        model,
+        export_dir,
+        image_size=settings["image_size"],
+        resize_to=settings["resize_to"],
+        channels=settings["channels"],
+        scaling=models.preprocess_for(settings["backbone"]),
+    )

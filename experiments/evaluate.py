@@ -1,0 +1,126 @@
+"""Metrics of a trained embedder (a checkpoint or a SavedModel) on a data set split.
+
+    python -m experiments.evaluate --checkpoint=runs/glyphs
+    python -m experiments.evaluate --saved_model=runs/glyphs/export --dataset=glyphs
+
+Prints NMI, Recall@K, MAP@R and R-precision as a table (section 4's protocol) and writes them as
+JSON.
+"""
+
+import os
+import sys
+
+from absl import app, flags, logging
+
+from experiments import configs
+from fl_embed.evaluation import evaluate, metrics_table, write_metrics_json
+from fl_embed.training import CheckpointError, runs
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string(
+    "checkpoint",
+    None,
+    "A training run's output_dir, its checkpoints/ folder or a checkpoint prefix.",
+)
+flags.DEFINE_string(
+    "saved_model", None, "An export directory written by experiments.train or export."
+)
+flags.DEFINE_enum(
+    "dataset",
+    None,
+    configs.DATASETS,
+    "Data set to evaluate on; default the run's (required for --saved_model).",
+)
+flags.DEFINE_enum(
+    "split",
+    "test",
+    ["train", "test"],
+    "Split to evaluate (the paper: test, unseen classes).",
+)
+flags.DEFINE_string(
+    "data_dir", None, "TFDS data directory (default ~/tensorflow_datasets)."
+)
+flags.DEFINE_list(
+    "ks",
+    None,
+    "Recall@K cut-offs; default the data set's (1,2,4,8; SOP 1,10,100,1000).",
+)
+flags.DEFINE_integer("batch_size", 256, "Images per embedding batch.", lower_bound=1)
+flags.DEFINE_integer("seed", 0, "random_state of k-means.")
+flags.DEFINE_string(
+    "output_json",
+    None,
+    "Where to write the metrics; default metrics_<dataset>_<split>.json beside the model.",
+)
+flags.register_multi_flags_validator(
+    ["checkpoint", "saved_model"],
+    lambda v: (v["checkpoint"] is None) != (v["saved_model"] is None),
+    message="Give exactly one of --checkpoint or --saved_model.",
+)
+flags.register_multi_flags_validator(
+    ["saved_model", "dataset"],
+    lambda v: v["saved_model"] is None or v["dataset"] is not None,
+    message="--saved_model needs --dataset (a SavedModel does not record its data set).",
+)
+flags.register_validator(
+    "ks",
+    lambda ks: (
+        ks is None or (bool(ks) and all(k.isdigit() and int(k) >= 1 for k in ks))
+    ),
+    message="--ks must be a comma-separated list of positive integers.",
+)
+
+
+def load_embed_fn():
+    """(embed function, data set, where to write by default, what was evaluated) from the flags."""
+    if FLAGS.saved_model:
+        embed, _ = runs.saved_model_embed_fn(FLAGS.saved_model)
+        where = os.path.dirname(os.path.abspath(FLAGS.saved_model))
+        return (
+            embed,
+            FLAGS.dataset,
+            where,
+            {"saved_model": os.path.abspath(FLAGS.saved_model)},
+        )
+    settings, model, path = runs.load_run(FLAGS.checkpoint)
+    logging.info("Restored %s", path)
+    dataset = FLAGS.dataset or settings["dataset"]
+    where = runs.find_run_dir(FLAGS.checkpoint)
+    return (
+        runs.embed_fn(model, settings["backbone"]),
+        dataset,
+        where,
+        {"checkpoint": path},
+    )
+
+
+def main(argv):
+    del argv
+    try:
+        embed, dataset, where, source = load_embed_fn()
+    except (CheckpointError, FileNotFoundError, ValueError) as err:
+        sys.exit(f"error: {err}")
+    ks = tuple(int(k) for k in FLAGS.ks) if FLAGS.ks else configs.get_config(dataset).ks
+    embeddings, labels = runs.embed_split(
+        embed, dataset, FLAGS.split, FLAGS.data_dir, FLAGS.batch_size
+    )
+    metrics = evaluate(embeddings, labels, ks=ks, seed=FLAGS.seed)
+    print(metrics_table(metrics))
+    output = FLAGS.output_json or os.path.join(
+        where, f"metrics_{dataset}_{FLAGS.split}.json"
+    )
+    write_metrics_json(
+        output,
+        metrics,
+        **source,
+        dataset=dataset,
+        split=FLAGS.split,
+        num_items=len(labels),
+        ks=list(ks),
+        seed=FLAGS.seed,
+    )
+    logging.info("Wrote %s", output)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,47 @@
+"""Export a training run's checkpoint as a SavedModel with in-graph preprocessing.
+
+    python -m experiments.export --checkpoint=runs/glyphs [--export_dir=runs/glyphs/export]
+
+Signatures: `serving_default` (encoded JPEG/PNG bytes -> embeddings) and `embed_images` (scaled
+float images -> embeddings); see `fl_embed.export`. The trainer already exports at the end of a
+run; this exports any checkpoint of it (e.g. an intermediate one).
+"""
+
+import os
+import sys
+
+from absl import app, flags, logging
+
+from fl_embed.training import CheckpointError, runs
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string(
+    "checkpoint",
+    None,
+    "A training run's output_dir, its checkpoints/ folder or a checkpoint prefix.",
+)
+flags.DEFINE_string(
+    "export_dir", None, "Where to write the SavedModel; default <run dir>/export."
+)
+flags.mark_flag_as_required("checkpoint")
+
+
+def main(argv):
+    del argv
+    try:
+        settings, model, path = runs.load_run(FLAGS.checkpoint)
+    except CheckpointError as err:
+        sys.exit(f"error: {err}")
+    export_dir = FLAGS.export_dir or os.path.join(
+        runs.find_run_dir(FLAGS.checkpoint), runs.EXPORT_DIR
+    )
+    try:
+        written = runs.export_run(model, settings, export_dir)
+    except (FileExistsError, ValueError) as err:
+        sys.exit(f"error: {err}")
+    logging.info("Exported %s to %s", path, written)
+    print(written)
+
+
+if __name__ == "__main__":
+    app.run(main)
