@@ -71,7 +71,12 @@ def train_command(loss: str, seed: int, run_dir: str) -> list[str]:
         f"--seed={seed}",
         f"--train_steps={FLAGS.train_steps}",
     ]
-    command += [f"--output_dir={run_dir}", "--eval_every=0", "--noeval_at_start"]
+    command += [
+        f"--output_dir={run_dir}",
+        "--eval_every=0",
+        "--noeval_at_start",
+        "--noshow_floor",
+    ]
     return command + ([f"--data_dir={FLAGS.data_dir}"] if FLAGS.data_dir else [])
 
 
