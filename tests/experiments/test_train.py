@@ -1,0 +1,149 @@
+"""Tests of experiments/train.py: flags, outputs, resuming, refusing another run's directory."""
+
+import json
+import os
+import shutil
+
+import pytest
+import tensorflow as tf
+from absl import flags
+
+from experiments import train
+from fl_embed.evaluation import evaluate
+from fl_embed.training import runs
+from tests.experiments.conftest import TINY_FLAGS, run_module, train_in_process
+
+FLAGS = flags.FLAGS
+
+
+@pytest.fixture
+def parse():
+    """Parses trainer flags in-process and resets them afterwards."""
+
+    def parse_flags(*args):
+        FLAGS.unparse_flags()
+        return FLAGS(["train", "--output_dir=/tmp/unused", *args])
+
+    yield parse_flags
+    FLAGS.unparse_flags()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--loss=contrastive"], "clustering|triplet|lifted|npairs"),
+        (["--dataset=mnist"], "cub200|cars196|sop|glyphs"),
+        (["--backbone=resnet"], "inception_v3|bn_inception|small_cnn"),
+        (["--classes_per_batch_ratio=0.005"], r"1 class\(es\) per batch of 128"),
+        (["--classes_per_batch_ratio=1.0"], "128 classes per batch of 128"),
+        (["--classes_per_batch_ratio=1.5"], r"must be in \(0, 1\]"),
+        (["--batch_size=1"], ">= 2"),
+        (["--train_steps=0"], "not a positive integer"),
+        (["--margin_decay_rate=0"], r"must be in \(0, 1\]"),
+    ],
+)
+def test_bad_flag_values_are_usage_errors(parse, args, message):
+    with pytest.raises(flags.IllegalFlagValueError, match=message):
+        parse(*args)
+
+
+def test_unset_flags_take_the_data_sets_paper_values(parse):
+    parse("--dataset=sop", "--loss=triplet")
+    settings = train.run_settings()
+    assert (
+        settings["train_steps"] == 20_000
+        and settings["classes_per_batch_ratio"] == 0.75
+    )
+    assert settings["batch_size"] == 128 and settings["embedding_dim"] == 64
+    assert settings["margin_decay_rate"] == 0.94 and settings["loss"] == "triplet"
+    parse("--dataset=cub200", "--train_steps=5")
+    assert train.run_settings()["train_steps"] == 5
+
+
+def test_command_line_rejects_a_bad_flag_with_a_message():
+    result = run_module(
+        "experiments.train",
+        "--output_dir=/tmp/x",
+        "--classes_per_batch_ratio=0.001",
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "class(es) per batch" in result.stderr
+
+
+def test_run_writes_metrics_checkpoints_summaries_and_export(tiny_run, glyph_data_dir):
+    out, log, stdout = tiny_run
+    with open(os.path.join(out, "metrics.json")) as f:
+        record = json.load(f)
+    assert record["step"] == 2 and record["loss"] == "clustering"
+    assert set(record["metrics"]) == {
+        "nmi",
+        "recall@1",
+        "recall@2",
+        "recall@4",
+        "recall@8",
+        "map@r",
+        "r_precision",
+    }
+    assert tf.train.latest_checkpoint(os.path.join(out, "checkpoints")).endswith(
+        "ckpt-2"
+    )
+    assert os.listdir(os.path.join(out, "train")) and os.listdir(
+        os.path.join(out, "eval")
+    )
+    assert "steps/s" in log and "ETA" in log
+    # The export reproduces the recorded metrics through its own signature.
+    embed, _ = runs.saved_model_embed_fn(os.path.join(out, "export"))
+    embeddings, labels = runs.embed_split(embed, "glyphs", "test", glyph_data_dir)
+    assert evaluate(embeddings, labels)["recall@1"] == pytest.approx(
+        record["metrics"]["recall@1"], abs=1e-3
+    )
+    assert "| clustering loss, 2 steps |" in stdout
+
+
+def test_rerun_resumes_from_the_latest_checkpoint(tiny_run, glyph_data_dir, tmp_path):
+    source = tiny_run[0]
+    out = str(tmp_path / "resumed")
+    shutil.copytree(source, out)
+    # Interrupted after step 1: drop the step-2 checkpoint and everything written after it.
+    manager = tf.train.CheckpointManager(
+        tf.train.Checkpoint(), os.path.join(out, "checkpoints"), 10
+    )
+    for path in tf.io.gfile.glob(manager.checkpoints[-1] + "*"):
+        os.remove(path)
+    with open(os.path.join(out, "checkpoints", "checkpoint"), "w") as f:
+        f.write(
+            'model_checkpoint_path: "ckpt-1"\nall_model_checkpoint_paths: "ckpt-1"\n'
+        )
+    shutil.rmtree(os.path.join(out, "export"))
+    os.remove(os.path.join(out, "metrics.json"))
+    flags_ = [f for f in TINY_FLAGS if not f.startswith("--train_steps")]
+    code, log, _ = train_in_process(
+        *flags_,
+        "--train_steps=3",
+        f"--output_dir={out}",
+        f"--data_dir={glyph_data_dir}",
+    )
+    assert code == 0, log[-3000:]
+    assert "Resuming run" in log and "ckpt-1" in log
+    assert "step 1/" not in log
+    assert "step 2/3" in log and "step 3/3" in log
+    with open(os.path.join(out, "metrics.json")) as f:
+        assert json.load(f)["step"] == 3
+    assert os.path.isfile(os.path.join(out, "export", "saved_model.pb"))
+
+
+def test_directory_of_another_run_is_refused_with_how_to_resume(
+    tiny_run, glyph_data_dir
+):
+    out = tiny_run[0]
+    code, log, _ = train_in_process(
+        *TINY_FLAGS,
+        "--loss=triplet",
+        f"--output_dir={out}",
+        f"--data_dir={glyph_data_dir}",
+    )
+    assert code != 0
+    assert "loss: 'clustering' (stored) vs 'triplet' (now)" in log
+    assert f"--flagfile={out}/flags.txt" in log
+    assert not os.path.exists(os.path.join(out, "checkpoints", "ckpt-3.index"))
