@@ -16,7 +16,14 @@ class MetricLossWrapper(keras.losses.Loss):
     reloads without `custom_objects`.
     """
 
-    def __init__(self, fn: Callable, name: str, reduction: str = "sum_over_batch_size", dtype=None, **kwargs: Any):
+    def __init__(
+        self,
+        fn: Callable,
+        name: str,
+        reduction: str = "sum_over_batch_size",
+        dtype=None,
+        **kwargs: Any,
+    ):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.fn = fn
         self._fn_kwargs = kwargs

@@ -59,7 +59,9 @@ def _check_options(
     if isinstance(margin_multiplier, (int, float, np.number)) and not (
         np.isfinite(margin_multiplier) and margin_multiplier >= 0
     ):
-        raise ValueError(f"margin_multiplier must be finite and >= 0, got {margin_multiplier!r}.")
+        raise ValueError(
+            f"margin_multiplier must be finite and >= 0, got {margin_multiplier!r}."
+        )
     gamma = tf.cast(tf.convert_to_tensor(margin_multiplier), tf.float32)
     if gamma.shape.rank not in (None, 0):
         raise ValueError(
@@ -75,15 +77,15 @@ def _check_options(
         return tf.identity(gamma)
 
 
-def _dense_labels(labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-    """Class ids mapped to 0..C-1, with C and the size of the largest class."""
-    unique, dense = tf.unique(labels)
-    num_classes = tf.size(unique)
-    max_class_size = tf.reduce_max(tf.math.bincount(dense, minlength=num_classes))
-    return dense, num_classes, max_class_size
+def _dense_labels(labels: tf.Tensor) -> tf.Tensor:
+    """Each label replaced by the index of its class's first member: ids in [0, m), XLA-friendly."""
+    m = tf.shape(labels)[0]
+    same = tf.equal(labels[:, None], labels[None, :])
+    return tf.reduce_min(tf.where(same, tf.range(m)[None, :], m), axis=1)
 
 
-def _solution(distances, labels, gamma, medoids, margin_type) -> _Solution:
+def _solution(distances, labels, medoids, margin_type) -> _Solution:
+    """Assignment, oracle medoids and margin for the medoids S (unused slots = m allowed)."""
     asg = fl.cluster_assignment(distances, medoids)
     _, oracle_partner = fl.oracle_score(distances, labels)
     s_ac, s_a, s_c, s_e = margins_lib.contingency_sums(asg, labels, margin_type)
@@ -97,44 +99,48 @@ def _solution(distances, labels, gamma, medoids, margin_type) -> _Solution:
     return _Solution(medoids, tf.gather(medoids, asg), oracle_partner, margin, nmi)
 
 
-_SOLVERS: dict = {}
+_JIT_SOLVERS: dict = {}
+
+
+def _solve(
+    embeddings, labels, gamma, margin_type, enable_pam, iterations, inference
+) -> _Solution:
+    """Distances, inference, assignment, oracle medoids and margin (all shapes depend on m only)."""
+    distances = pairwise_distances(embeddings)
+    if inference == "numpy":
+        medoids = tf.numpy_function(
+            lambda d, y, g: loss_augmented_inference_np(
+                d, y, g, enable_pam, margin_type, iterations
+            ),
+            [distances, labels, gamma],
+            tf.int32,
+            stateful=False,
+        )
+        medoids = tf.ensure_shape(medoids, [None])
+    else:
+        medoids = fl.inference(
+            distances, labels, gamma, margin_type, enable_pam, iterations
+        )
+    return _solution(distances, labels, medoids, margin_type)
 
 
 def _solver(margin_type: str, enable_pam: bool, iterations: int, inference: str):
-    """distances, inference, assignment, oracle medoids and margin as one (XLA-)compiled function."""
-    key = (margin_type, enable_pam, iterations, inference)
-    if key in _SOLVERS:
-        return _SOLVERS[key]
+    """The solver to call here.
 
-    def solve(embeddings, labels, gamma, num_classes, max_class_size):
-        distances = pairwise_distances(embeddings)
-        if inference == "numpy":
-            medoids = tf.numpy_function(
-                lambda d, y, g: loss_augmented_inference_np(
-                    d, y, g, enable_pam, margin_type, iterations
-                ),
-                [distances, labels, gamma],
-                tf.int32,
-                stateful=False,
-            )
-            medoids = tf.ensure_shape(medoids, [None])
-        else:
-            medoids = fl.inference(
-                distances,
-                labels,
-                gamma,
-                num_classes,
-                max_class_size,
-                margin_type,
-                enable_pam,
-                iterations,
-            )
-        return _solution(distances, labels, gamma, medoids, margin_type)
-
-    _SOLVERS[key] = tf.function(
-        solve, jit_compile=(inference == "xla"), reduce_retracing=True
-    )
-    return _SOLVERS[key]
+    Eagerly, the "xla" solver is a `jit_compile=True` function, compiled once per batch size.
+    Inside a `tf.function` it is inlined into the caller's graph: compile the train step with
+    `jit_compile=True` (Keras: `model.compile(jit_compile=True)`) and it is compiled with it. (A
+    jit-compiled function nested in a graph that is not compiled itself is recompiled on every
+    call by TensorFlow, which would cost seconds a step.)
+    """
+    args = (margin_type, enable_pam, iterations, inference)
+    if inference != "xla" or not tf.executing_eagerly():
+        return lambda e, y, g: _solve(e, y, g, *args)
+    if args not in _JIT_SOLVERS:
+        _JIT_SOLVERS[args] = tf.function(
+            lambda e, y, g: _solve(e, y, g, *args), jit_compile=True
+        )
+    return _JIT_SOLVERS[args]
 
 
 def _pair_distance_sum(embeddings: tf.Tensor, partner: tf.Tensor) -> tf.Tensor:
@@ -185,11 +191,15 @@ def cluster_loss_terms(
     """
     gamma = _check_options(margin_multiplier, margin_type, pam_iterations, inference)
     labels, embeddings = check_labels_embeddings(labels, embeddings, "cluster_loss")
-    dense, num_classes, max_class_size = _dense_labels(labels)
+    dense = _dense_labels(labels)
     solve = _solver(
         margin_type, bool(enable_pam_finetuning), int(pam_iterations), inference
     )
-    sol = solve(tf.stop_gradient(embeddings), dense, gamma, num_classes, max_class_size)
+    sol = solve(tf.stop_gradient(embeddings), dense, gamma)
+    num_classes = tf.reduce_sum(
+        tf.cast(tf.equal(dense, tf.range(tf.shape(dense)[0])), tf.int32)
+    )
+    sol = sol._replace(medoids=sol.medoids[:num_classes])
     loss = _hinge(embeddings, sol.partner, sol.oracle_partner, gamma, sol.margin)
     stopped = tf.stop_gradient(embeddings)
     return ClusterLossTerms(
@@ -229,8 +239,11 @@ def cluster_loss(
       enable_pam_finetuning: run Algorithm 2 after Algorithm 1.
       margin_type: "nmi" (paper), "ami", "ari", "vmeasure" or "const" (1 if the clusterings differ).
       pam_iterations: T, sweeps of Algorithm 2.
-      inference: "xla" (default; vectorised, XLA-compiled once per batch shape), "graph" (the same
-        without XLA) or "numpy" (plain numpy Algorithms 1-2 through tf.numpy_function).
+      inference: "xla" (default): the vectorised TensorFlow inference, XLA-compiled once per batch
+        size when called eagerly, and part of the caller's XLA program inside a
+        `tf.function(jit_compile=True)` train step (inside a graph that is not XLA-compiled it runs
+        as a plain TensorFlow graph, several times slower); "graph": the same, never compiled;
+        "numpy": plain numpy Algorithms 1-2 through tf.numpy_function.
 
     Returns:
       float32 scalar.

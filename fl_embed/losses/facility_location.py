@@ -45,12 +45,13 @@ def facility_energy(distances: tf.Tensor, medoids: tf.Tensor) -> tf.Tensor:
 
     Args:
       distances: float Tensor [m, m], pairwise Euclidean distances.
-      medoids: int Tensor [K], point indices of the facilities S.
+      medoids: int Tensor [K], point indices of the facilities S (entries equal to m are unused
+        slots and ignored).
 
     Returns:
       float scalar.
     """
-    return -tf.reduce_sum(tf.reduce_min(tf.gather(distances, medoids), axis=0))
+    return -tf.reduce_sum(tf.reduce_min(_slot_rows(distances, medoids), axis=0))
 
 
 def cluster_assignment(distances: tf.Tensor, medoids: tf.Tensor) -> tf.Tensor:
@@ -60,13 +61,21 @@ def cluster_assignment(distances: tf.Tensor, medoids: tf.Tensor) -> tf.Tensor:
 
     Args:
       distances: float Tensor [m, m].
-      medoids: int Tensor [K], point indices.
+      medoids: int Tensor [K], point indices (entries equal to m are unused slots).
 
     Returns:
       int32 Tensor [m], slot of each point in 0..K-1.
     """
-    _, asg = _nearest_slot(tf.gather(distances, medoids))
+    _, asg = _nearest_slot(_slot_rows(distances, medoids))
     return _force_medoid_slots(asg, medoids)
+
+
+def _slot_rows(distances: tf.Tensor, medoids: tf.Tensor) -> tf.Tensor:
+    """Rows of `distances` for each slot; an unused slot (index m) is infinitely far from all."""
+    padded = tf.concat(
+        [distances, tf.fill([1, tf.shape(distances)[1]], float("inf"))], axis=0
+    )
+    return tf.gather(padded, medoids)
 
 
 def oracle_score(
@@ -99,31 +108,28 @@ def oracle_score(
     return -tf.reduce_sum(tf.where(first_of_class, best, 0.0)), oracle_medoid
 
 
-class _Layout(NamedTuple):
-    """Points grouped by true class: blocks[c, n] is the n-th point of class c, or m (padding)."""
+class _Classes(NamedTuple):
+    """The true classes, fixed during the inference."""
 
-    labels: tf.Tensor  # int32 [m]
-    blocks: tf.Tensor  # int32 [C, n]
-    valid: tf.Tensor  # bool [C, n]
-    class_counts: tf.Tensor  # float32 [C]
-    s_c: tf.Tensor  # float32 scalar, sum_c f(n_c)
-    emi_table: tf.Tensor  # float32 [m + 1], only used by "ami"
+    same_class: tf.Tensor  # bool [m, m]
+    class_rep: tf.Tensor  # bool [m], the lowest-index member of each class
+    class_size: tf.Tensor  # float32 [m], size of each point's class
+    num_classes: tf.Tensor  # int32 scalar K
+    s_c: tf.Tensor  # float32 scalar, sum over classes of f(class size)
+    emi_table: tf.Tensor  # float32 [m + 1], only read by "ami"
 
 
 class _Base(NamedTuple):
     """The clustering every candidate is scored against (see module docstring)."""
 
     mind: tf.Tensor  # float32 [m], distance to the base medoid (+inf when unassigned)
-    asg: tf.Tensor  # int32 [m], base slot, K when unassigned
+    asg: tf.Tensor  # int32 [m], base slot, m when unassigned
     fixed: tf.Tensor  # bool [m], medoids of the base: they keep their slot
-    cell_rep: (
-        tf.Tensor
-    )  # float32 [C, n, n], point (c, n) is counted in cell representative (c, l)
-    cell_counts: (
-        tf.Tensor
-    )  # float32 [C, n], size of the cell at each representative, else 0
-    cluster_onehot: tf.Tensor  # float32 [m, K]
-    cluster_counts: tf.Tensor  # float32 [K]
+    groups: tf.Tensor  # float32 [m, 3m]: same cell | same cluster | same class
+    cell_rep: tf.Tensor  # float32 [m], 1 at the lowest-index member of each cell
+    cell_size: tf.Tensor  # float32 [m]
+    cluster_rep: tf.Tensor  # float32 [m]
+    cluster_size: tf.Tensor  # float32 [m]
     s_ac: tf.Tensor
     s_a: tf.Tensor
     s_e: tf.Tensor
@@ -141,73 +147,62 @@ def _nearest_slot(slot_distances: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
 
 
 def _force_medoid_slots(asg: tf.Tensor, medoids: tf.Tensor) -> tf.Tensor:
-    return tf.tensor_scatter_nd_update(
-        asg, medoids[:, None], tf.range(tf.shape(medoids)[0], dtype=asg.dtype)
-    )
+    """Each medoid into its own slot; unused slots (index m) write to a scratch entry."""
+    slots = tf.range(tf.shape(medoids)[0], dtype=asg.dtype)
+    extended = tf.concat([asg, tf.zeros([1], asg.dtype)], axis=0)
+    return tf.tensor_scatter_nd_update(extended, medoids[:, None], slots)[:-1]
 
 
-def _make_layout(
-    labels: tf.Tensor,
-    num_classes: tf.Tensor,
-    max_class_size: tf.Tensor,
-    margin_type: str,
-) -> _Layout:
-    m = tf.shape(labels)[0]
-    order = tf.argsort(labels, stable=True)
-    sorted_labels = tf.gather(labels, order)
-    counts = tf.math.bincount(labels, minlength=num_classes, maxlength=num_classes)
-    starts = tf.cumsum(counts, exclusive=True)
-    rank = tf.range(m) - tf.gather(starts, sorted_labels)
-    blocks = tf.scatter_nd(
-        tf.stack([sorted_labels, rank], axis=1),
-        order + 1,
-        tf.stack([num_classes, max_class_size]),
-    )
-    valid = blocks > 0
-    blocks = tf.where(valid, blocks - 1, m)
-    class_counts = tf.cast(counts, tf.float32)
-    emi_table = tf.zeros([m + 1])
-    if margin_type == "ami":
-        emi_table = margins_lib.expected_mi_table(class_counts, tf.cast(m, tf.float32))
-    s_c = tf.reduce_sum(margins_lib.stat_fn(margin_type)(class_counts))
-    return _Layout(labels, blocks, valid, class_counts, s_c, emi_table)
+def _lowest_member(same: tf.Tensor) -> tf.Tensor:
+    """bool [m]: i is the lowest index j with same[i, j] (and same[i, i] holds)."""
+    m = tf.shape(same)[0]
+    index = tf.range(m)
+    return tf.equal(tf.reduce_min(tf.where(same, index[None, :], m), axis=1), index)
 
 
-def _make_base(mind, asg, fixed, num_slots, layout: _Layout, margin_type: str) -> _Base:
-    """`num_slots` must come from a tensor's shape (a compile-time constant inside XLA loops)."""
+def _make_classes(
+    labels: tf.Tensor, emi_table: tf.Tensor, margin_type: str
+) -> _Classes:
+    same_class = tf.equal(labels[:, None], labels[None, :])
+    class_rep = _lowest_member(same_class)
+    class_size = tf.reduce_sum(tf.cast(same_class, tf.float32), axis=1)
     f = margins_lib.stat_fn(margin_type)
-    assigned = asg < num_slots
-    asg_pad = tf.concat([tf.where(assigned, asg, -1), [-1]], axis=0)
-    block_asg = tf.gather(asg_pad, layout.blocks)
-    block_ok = layout.valid & (block_asg >= 0)
-    n = tf.shape(layout.blocks)[1]
-    pos = tf.range(n)
-    match = (
-        tf.equal(block_asg[:, :, None], block_asg[:, None, :]) & block_ok[:, None, :]
+    s_c = tf.reduce_sum(tf.where(class_rep, f(class_size), 0.0))
+    num_classes = tf.reduce_sum(tf.cast(class_rep, tf.int32))
+    return _Classes(same_class, class_rep, class_size, num_classes, s_c, emi_table)
+
+
+def _make_base(mind, asg, fixed, classes: _Classes, margin_type: str) -> _Base:
+    f = margins_lib.stat_fn(margin_type)
+    m = tf.shape(asg)[0]
+    assigned = asg < m
+    same_cluster = (
+        tf.equal(asg[:, None], asg[None, :]) & assigned[:, None] & assigned[None, :]
     )
-    first = tf.reduce_min(tf.where(match, pos[None, None, :], n), axis=2)
-    cell_rep = tf.cast(
-        block_ok[:, :, None] & tf.equal(first[:, :, None], pos[None, None, :]),
-        tf.float32,
+    same_cell = same_cluster & classes.same_class
+    groups = tf.cast(
+        tf.concat([same_cell, same_cluster, classes.same_class], axis=1), tf.float32
     )
-    cell_counts = tf.reduce_sum(cell_rep, axis=1)
-    cluster_onehot = tf.one_hot(
-        asg, num_slots, dtype=tf.float32
-    )  # unassigned (K) -> zero row
-    cluster_counts = tf.reduce_sum(cluster_onehot, axis=0)
+    cell_size = tf.reduce_sum(groups[:, :m], axis=1)
+    cluster_size = tf.reduce_sum(groups[:, m : 2 * m], axis=1)
+    cell_rep = tf.cast(_lowest_member(same_cell), tf.float32)
+    cluster_rep = tf.cast(_lowest_member(same_cluster), tf.float32)
     s_e = tf.constant(0.0)
     if margin_type == "ami":
-        s_e = tf.reduce_sum(_table_lookup(layout.emi_table, cluster_counts))
+        s_e = tf.reduce_sum(
+            cluster_rep * _table_lookup(classes.emi_table, cluster_size)
+        )
     return _Base(
         mind,
         asg,
         fixed,
+        groups,
         cell_rep,
-        cell_counts,
-        cluster_onehot,
-        cluster_counts,
-        tf.reduce_sum(f(cell_counts)),
-        tf.reduce_sum(f(cluster_counts)),
+        cell_size,
+        cluster_rep,
+        cluster_size,
+        tf.reduce_sum(cell_rep * f(cell_size)),
+        tf.reduce_sum(cluster_rep * f(cluster_size)),
         s_e,
     )
 
@@ -221,7 +216,7 @@ def _candidate_margins(
     candidates: tf.Tensor,
     new_slot,
     base: _Base,
-    layout: _Layout,
+    classes: _Classes,
     margin_type: str,
 ) -> tf.Tensor:
     """Delta(g(base + candidate in `new_slot`), y*) for every candidate at once.
@@ -230,7 +225,7 @@ def _candidate_margins(
       candidate_rows: float [Q, m], distances from each candidate to every point.
       candidates: int32 [Q], the candidates' point indices.
       new_slot: int32 scalar, the slot the candidate fills (ties with base slots below it go to them).
-      base, layout: see `_Base`, `_Layout`.
+      base, classes: see `_Base`, `_Classes`.
 
     Returns:
       float32 [Q].
@@ -245,36 +240,46 @@ def _candidate_margins(
     taken = ((closer | tie_wins) & ~base.fixed[None, :]) | itself
     taken = tf.cast(taken, tf.float32)
 
-    taken_blocks = tf.gather(
-        tf.pad(taken, [[0, 0], [0, 1]]), layout.blocks, axis=1
-    )  # [Q, C, n]
-    taken_per_class = tf.reduce_sum(taken_blocks, axis=2)
-    taken_per_cell = tf.einsum("qcn,cnl->qcl", taken_blocks, base.cell_rep)
-    taken_per_cluster = tf.matmul(taken, base.cluster_onehot)
+    # For each candidate and point p: how many taken points share p's cell, cluster and class.
+    counts = tf.matmul(taken, base.groups)
+    taken_in_cell, taken_in_cluster, taken_in_class = (
+        counts[:, :m],
+        counts[:, m : 2 * m],
+        counts[:, 2 * m :],
+    )
     taken_total = tf.reduce_sum(taken, axis=1)
+    class_rep = tf.cast(classes.class_rep, tf.float32)[None]
 
-    cell_counts = base.cell_counts[None]
     s_ac = (
         base.s_ac
-        + tf.reduce_sum(f(cell_counts - taken_per_cell) - f(cell_counts), axis=[1, 2])
-        + tf.reduce_sum(f(taken_per_class), axis=1)
+        + tf.reduce_sum(
+            base.cell_rep * (f(base.cell_size - taken_in_cell) - f(base.cell_size)),
+            axis=1,
+        )
+        + tf.reduce_sum(class_rep * f(taken_in_class), axis=1)
     )
-    cluster_counts = base.cluster_counts[None]
-    left = cluster_counts - taken_per_cluster
-    s_a = base.s_a + tf.reduce_sum(f(left) - f(cluster_counts), axis=1) + f(taken_total)
+    left = base.cluster_size - taken_in_cluster
+    s_a = (
+        base.s_a
+        + tf.reduce_sum(base.cluster_rep * (f(left) - f(base.cluster_size)), axis=1)
+        + f(taken_total)
+    )
     s_e = None
     if margin_type == "ami":
-        table = layout.emi_table
+        table = classes.emi_table
         s_e = (
             base.s_e
             + tf.reduce_sum(
-                _table_lookup(table, left) - _table_lookup(table, cluster_counts),
+                base.cluster_rep
+                * (
+                    _table_lookup(table, left) - _table_lookup(table, base.cluster_size)
+                ),
                 axis=1,
             )
             + _table_lookup(table, taken_total)
         )
     score = margins_lib.score_from_sums(
-        margin_type, s_ac, s_a, layout.s_c, tf.cast(m, tf.float32), s_e
+        margin_type, s_ac, s_a, classes.s_c, tf.cast(m, tf.float32), s_e
     )
     return 1.0 - score
 
@@ -291,7 +296,7 @@ def _argmax_lowest_index(scores: tf.Tensor, valid: tf.Tensor) -> tf.Tensor:
 
 
 def greedy_facilities(
-    distances, labels, margin_multiplier, num_classes, max_class_size, margin_type="nmi"
+    distances, labels, margin_multiplier, margin_type="nmi", emi_table=None
 ):
     """Algorithm 1: greedily add i* = argmax_i A(S u {i}) until |S| = |Y|.
 
@@ -299,29 +304,43 @@ def greedy_facilities(
 
     Args:
       distances: float32 [m, m].
-      labels: int32 [m], dense class ids 0..C-1.
+      labels: int32 [m], class ids in [0, m).
       margin_multiplier: float scalar gamma.
-      num_classes: int32 scalar C (the number of facilities).
-      max_class_size: int32 scalar, size of the largest class.
       margin_type: one of margins.MARGIN_TYPES.
+      emi_table: for "ami", `margins.expected_mi_table` of the classes; computed when None.
 
     Returns:
-      int32 [C], medoid point indices in slot order.
+      int32 [m]: the K medoids in slot order, then m (unused slots).
     """
-    layout = _make_layout(labels, num_classes, max_class_size, margin_type)
-    return _greedy(distances, layout, num_classes, margin_multiplier, margin_type)
+    classes = _make_classes(
+        labels, _emi_table(labels, emi_table, margin_type), margin_type
+    )
+    return _greedy(distances, classes, margin_multiplier, margin_type)
 
 
-def _greedy(distances, layout: _Layout, num_classes, gamma, margin_type):
+def _emi_table(labels, emi_table, margin_type):
+    m = tf.shape(labels)[0]
+    if margin_type != "ami":
+        return tf.zeros([m + 1])
+    if emi_table is None:
+        same = tf.equal(labels[:, None], labels[None, :])
+        sizes = tf.where(
+            _lowest_member(same), tf.reduce_sum(tf.cast(same, tf.float32), axis=1), 0.0
+        )
+        emi_table = margins_lib.expected_mi_table(sizes, tf.cast(m, tf.float32))
+    return emi_table
+
+
+def _greedy(distances, classes: _Classes, gamma, margin_type):
     m = tf.shape(distances)[0]
     index = tf.range(m)
 
     def body(t, medoids, mind, asg, fixed):
-        base = _make_base(mind, asg, fixed, tf.shape(medoids)[0], layout, margin_type)
+        base = _make_base(mind, asg, fixed, classes, margin_type)
         energy = -tf.reduce_sum(tf.minimum(distances, mind[None, :]), axis=1)
-        margin = _candidate_margins(distances, index, t, base, layout, margin_type)
+        margin = _candidate_margins(distances, index, t, base, classes, margin_type)
         best = _argmax_lowest_index(energy + gamma * margin, ~fixed)
-        row = distances[best]
+        row = tf.gather(distances, best)
         takes = ((row < mind) & ~fixed) | tf.equal(index, best)
         return (
             t + 1,
@@ -332,13 +351,13 @@ def _greedy(distances, layout: _Layout, num_classes, gamma, margin_type):
         )
 
     _, medoids, _, _, _ = tf.while_loop(
-        lambda t, medoids, *_: t < tf.shape(medoids)[0],
+        lambda t, *_: t < classes.num_classes,
         body,
         (
             tf.constant(0),
-            tf.zeros([num_classes], tf.int32),
+            tf.fill([m], m),
             tf.fill([m], float("inf")),
-            tf.fill([m], num_classes),
+            tf.fill([m], m),
             tf.zeros([m], tf.bool),
         ),
     )
@@ -350,10 +369,9 @@ def pam_refine(
     labels,
     medoids,
     margin_multiplier,
-    num_classes,
-    max_class_size,
     margin_type="nmi",
     iterations=5,
+    emi_table=None,
 ):
     """Algorithm 2: T sweeps of loss-augmented medoid swaps starting from `medoids`.
 
@@ -364,43 +382,45 @@ def pam_refine(
 
     Args:
       distances: float32 [m, m].
-      labels: int32 [m], dense class ids 0..C-1.
-      medoids: int32 [C], initial S (Algorithm 1's output).
+      labels: int32 [m], class ids in [0, m).
+      medoids: int32 [m], initial S (Algorithm 1's output): K medoids, then m in unused slots.
       margin_multiplier: float scalar gamma.
-      num_classes, max_class_size: int32 scalars, as in `greedy_facilities`.
       margin_type: one of margins.MARGIN_TYPES.
-      iterations: T, the number of sweeps (python int).
+      iterations: T, the number of sweeps.
+      emi_table: as in `greedy_facilities`.
 
     Returns:
-      int32 [C], refined medoids in slot order.
+      int32 [m], refined medoids in slot order, then m.
     """
-    layout = _make_layout(labels, num_classes, max_class_size, margin_type)
-    return _pam(distances, layout, medoids, margin_multiplier, margin_type, iterations)
+    classes = _make_classes(
+        labels, _emi_table(labels, emi_table, margin_type), margin_type
+    )
+    return _pam(distances, classes, medoids, margin_multiplier, margin_type, iterations)
 
 
-def _pam(distances, layout: _Layout, medoids, gamma, margin_type, iterations):
+def _pam(distances, classes: _Classes, medoids, gamma, margin_type, iterations):
     m = tf.shape(distances)[0]
     chunk = tf.minimum(m, _PAM_CHUNK)
     index = tf.range(m)
+    slots = tf.range(m)
 
     def swap_slot(k, medoids, frozen, member_order, starts, sizes, cluster_energy):
-        slots = tf.range(tf.shape(medoids)[0])
-        slot_rows = tf.gather(distances, medoids)
-        others = tf.where(tf.equal(slots, k)[:, None], float("inf"), slot_rows)
+        others = tf.where(
+            tf.equal(slots, k)[:, None], float("inf"), _slot_rows(distances, medoids)
+        )
         mind, asg = _nearest_slot(others)
-        num_slots = tf.shape(medoids)[0]
         asg = tf.where(
-            tf.math.is_inf(mind), num_slots, asg
+            tf.math.is_inf(mind), m, asg
         )  # only slot k exists: nothing assigned
         other_medoids = tf.where(tf.equal(slots, k), -1, medoids)
-        is_other_medoid = tf.equal(index[:, None], other_medoids[None, :])  # [m, K]
+        is_other_medoid = tf.equal(index[:, None], other_medoids[None, :])  # [m, slots]
         fixed = tf.reduce_any(is_other_medoid, axis=1)
         asg = tf.where(
             fixed,
             tf.reduce_sum(tf.where(is_other_medoid, slots[None, :], 0), axis=1),
             asg,
         )
-        base = _make_base(mind, asg, fixed, num_slots, layout, margin_type)
+        base = _make_base(mind, asg, fixed, classes, margin_type)
 
         def score_chunk(q, scores):
             pos = starts[k] + q * chunk + tf.range(chunk)
@@ -408,7 +428,7 @@ def _pam(distances, layout: _Layout, medoids, gamma, margin_type, iterations):
             cand = tf.where(ok, tf.gather(member_order, tf.minimum(pos, m - 1)), m)
             safe = tf.minimum(cand, m - 1)
             margin = _candidate_margins(
-                tf.gather(distances, safe), safe, k, base, layout, margin_type
+                tf.gather(distances, safe), safe, k, base, classes, margin_type
             )
             value = tf.gather(cluster_energy, safe) + gamma * margin
             return q + 1, tf.tensor_scatter_nd_update(scores, cand[:, None], value)
@@ -419,28 +439,27 @@ def _pam(distances, layout: _Layout, medoids, gamma, margin_type, iterations):
             score_chunk,
             (tf.constant(0), tf.fill([m + 1], -float("inf"))),
         )
-        scores = scores[:m]
-        best = _argmax_lowest_index(scores, tf.equal(frozen, k))
+        best = _argmax_lowest_index(scores[:m], tf.equal(frozen, k))
         return k + 1, tf.tensor_scatter_nd_update(medoids, [[k]], [best])
 
-    def sweep(_, medoids):
+    def sweep(t, medoids):
         frozen = cluster_assignment(distances, medoids)
         same = tf.equal(frozen[:, None], frozen[None, :])
         # F(X_{cluster of j}, {j}) for every j, under the frozen assignment.
         cluster_energy = -tf.reduce_sum(tf.where(same, distances, 0.0), axis=1)
         member_order = tf.argsort(frozen, stable=True)
-        sizes = tf.cast(
-            tf.reduce_sum(tf.one_hot(frozen, tf.shape(medoids)[0]), axis=0), tf.int32
+        sizes = tf.reduce_sum(
+            tf.cast(tf.equal(slots[:, None], frozen[None, :]), tf.int32), axis=1
         )
         starts = tf.cumsum(sizes, exclusive=True)
         _, medoids = tf.while_loop(
-            lambda k, s: k < tf.shape(s)[0],
+            lambda k, _: k < classes.num_classes,
             lambda k, s: swap_slot(
                 k, s, frozen, member_order, starts, sizes, cluster_energy
             ),
             (tf.constant(0), medoids),
         )
-        return _ + 1, medoids
+        return t + 1, medoids
 
     _, medoids = tf.while_loop(
         lambda t, _: t < iterations, sweep, (tf.constant(0), medoids)
@@ -449,31 +468,28 @@ def _pam(distances, layout: _Layout, medoids, gamma, margin_type, iterations):
 
 
 def inference(
-    distances,
-    labels,
-    gamma,
-    num_classes,
-    max_class_size,
-    margin_type,
-    enable_pam,
-    iterations,
+    distances, labels, gamma, margin_type, enable_pam, iterations, emi_table=None
 ):
     """Algorithm 1, then Algorithm 2 when `enable_pam`: the medoids of (*) in eq. 6.
 
+    Every shape depends on m only, so XLA compiles once per batch size.
+
     Args:
       distances: float32 [m, m].
-      labels: int32 [m], dense class ids 0..C-1.
+      labels: int32 [m], class ids in [0, m).
       gamma: float32 scalar margin multiplier.
-      num_classes, max_class_size: int32 scalars; compile-time constants under XLA.
       margin_type: one of margins.MARGIN_TYPES.
       enable_pam: python bool.
       iterations: python int, T.
+      emi_table: as in `greedy_facilities`.
 
     Returns:
-      int32 [C], medoids in slot order.
+      int32 [m]: the K medoids in slot order, then m (unused slots).
     """
-    layout = _make_layout(labels, num_classes, max_class_size, margin_type)
-    medoids = _greedy(distances, layout, num_classes, gamma, margin_type)
+    classes = _make_classes(
+        labels, _emi_table(labels, emi_table, margin_type), margin_type
+    )
+    medoids = _greedy(distances, classes, gamma, margin_type)
     if enable_pam and iterations > 0:
-        medoids = _pam(distances, layout, medoids, gamma, margin_type, iterations)
+        medoids = _pam(distances, classes, medoids, gamma, margin_type, iterations)
     return medoids

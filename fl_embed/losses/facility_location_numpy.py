@@ -125,7 +125,7 @@ def loss_augmented_inference_np(
 
     Args:
       distances: float [m, m].
-      labels: int [m], dense class ids.
+      labels: int [m], any integer class ids.
       margin_multiplier: gamma.
 
     Returns:
@@ -133,7 +133,7 @@ def loss_augmented_inference_np(
     """
     check_margin_type(margin_type)
     d = np.asarray(distances, np.float64)
-    y = np.asarray(labels).astype(np.int64)
+    y = np.unique(np.asarray(labels), return_inverse=True)[1].reshape(-1)
     gamma = float(margin_multiplier)
     medoids = greedy_facilities_np(d, y, gamma, margin_type)
     if enable_pam_finetuning:

@@ -46,38 +46,53 @@ def expected_mi_table(class_counts: tf.Tensor, m: tf.Tensor) -> tf.Tensor:
     The expected mutual information of the AMI (Vinh, Epps, Bailey 2010) is a sum over (cluster,
     class) pairs of a term that depends only on the two sizes and m; summing over the classes,
     which stay fixed during the inference, leaves a table indexed by cluster size. Scaled by m, so
-    that EMI = s_e / m.
+    that EMI = s_e / m. One class at a time, so memory stays O(m^2).
 
     Args:
       class_counts: float Tensor [C], sizes of the true classes (zeros are ignored).
-      m: float scalar, number of points.
+      m: float scalar, number of points (a whole number).
 
     Returns:
       float32 Tensor [m + 1].
     """
-    b = tf.cast(class_counts, tf.float64)[None, :, None]  # class size
     n = tf.cast(m, tf.float64)
     size = tf.cast(tf.math.round(n), tf.int32)
-    a = tf.cast(tf.range(size + 1), tf.float64)[:, None, None]  # cluster size
-    nij = tf.cast(tf.range(1, size + 1), tf.float64)[None, None, :]
+    a = tf.cast(tf.range(size + 1), tf.float64)[:, None]  # cluster size
+    nij = tf.cast(tf.range(1, size + 1), tf.float64)[None, :]
     lg = tf.math.lgamma
-    valid = (nij >= tf.maximum(1.0, a + b - n)) & (nij <= tf.minimum(a, b)) & (b > 0)
-    safe_nij = tf.where(valid, nij, 1.0)
-    safe_a = tf.where(valid, a, 1.0)
-    safe_b = tf.where(valid, b, 1.0)
-    log_p = (
-        lg(safe_a + 1.0)
-        + lg(safe_b + 1.0)
-        + lg(n - safe_a + 1.0)
-        + lg(n - safe_b + 1.0)
-        - lg(n + 1.0)
-        - lg(safe_nij + 1.0)
-        - lg(safe_a - safe_nij + 1.0)
-        - lg(safe_b - safe_nij + 1.0)
-        - lg(tf.maximum(n - safe_a - safe_b + safe_nij, 0.0) + 1.0)
+    counts = tf.cast(class_counts, tf.float64)
+
+    one = tf.constant(1.0, tf.float64)
+
+    def add_class(c, table):
+        b = counts[c]
+        valid = (
+            (nij >= tf.maximum(one, a + b - n)) & (nij <= tf.minimum(a, b)) & (b > 0)
+        )
+        safe_nij = tf.where(valid, nij, one)
+        safe_a = tf.where(valid, a, one)
+        safe_b = tf.where(valid, b, one)
+        log_p = (
+            lg(safe_a + one)
+            + lg(safe_b + one)
+            + lg(n - safe_a + one)
+            + lg(n - safe_b + one)
+            - lg(n + one)
+            - lg(safe_nij + one)
+            - lg(safe_a - safe_nij + one)
+            - lg(safe_b - safe_nij + one)
+            - lg(tf.maximum(n - safe_a - safe_b + safe_nij, 0.0) + one)
+        )
+        term = safe_nij * tf.math.log(n * safe_nij / (safe_a * safe_b)) * tf.exp(log_p)
+        return c + 1, table + tf.reduce_sum(
+            tf.where(valid, term, tf.zeros_like(term)), axis=1
+        )
+
+    _, table = tf.while_loop(
+        lambda c, _: c < tf.shape(counts)[0],
+        add_class,
+        (tf.constant(0), tf.zeros([size + 1], tf.float64)),
     )
-    term = safe_nij * tf.math.log(n * safe_nij / (safe_a * safe_b)) * tf.exp(log_p)
-    table = tf.reduce_sum(tf.where(valid, term, 0.0), axis=[1, 2])
     return tf.cast(table, tf.float32)
 
 
@@ -142,6 +157,8 @@ def score_from_sums(
         denom = 0.5 * (h_pred + h_true) - emi
         denom = tf.where(denom < 0.0, tf.minimum(denom, -1e-7), tf.maximum(denom, 1e-7))
         score = (mi - emi) / denom
+        # Both partitions all singletons: MI = EMI, a perfect match (scikit-learn's convention).
+        both_flat = both_flat | ((s_a < 1e-6) & (s_c < 1e-6))
     return tf.where(both_flat, 1.0, tf.where(one_flat, 0.0, score))
 
 
@@ -158,6 +175,7 @@ def contingency_sums(labels_pred: tf.Tensor, labels_true: tf.Tensor, margin_type
     """
     m = tf.shape(labels_true)[0]
     f = stat_fn(margin_type)
+    # Ids are in [0, m): a table of m x m cells holds any clustering of m points.
     pred_1h = tf.one_hot(labels_pred, m, dtype=tf.float32)
     true_1h = tf.one_hot(labels_true, m, dtype=tf.float32)
     table = tf.matmul(pred_1h, true_1h, transpose_a=True)
@@ -215,6 +233,8 @@ def structured_margin(
 
 
 def _dense_ids(labels: tf.Tensor) -> tf.Tensor:
-    """Maps arbitrary integer ids to 0..K-1 in order of first appearance."""
-    _, ids = tf.unique(tf.reshape(tf.cast(labels, tf.int64), [-1]))
-    return ids
+    """Each id replaced by the index of its first occurrence: ids in [0, m), XLA-friendly."""
+    labels = tf.reshape(labels, [-1])
+    m = tf.shape(labels)[0]
+    same = tf.equal(labels[:, None], labels[None, :])
+    return tf.reduce_min(tf.where(same, tf.range(m)[None, :], m), axis=1)

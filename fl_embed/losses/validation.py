@@ -3,7 +3,9 @@
 import tensorflow as tf
 
 
-def check_labels_embeddings(labels, embeddings, name: str) -> tuple[tf.Tensor, tf.Tensor]:
+def check_labels_embeddings(
+    labels, embeddings, name: str
+) -> tuple[tf.Tensor, tf.Tensor]:
     """Validate and canonicalise the (labels, embeddings) pair every loss takes.
 
     Args:
@@ -23,22 +25,34 @@ def check_labels_embeddings(labels, embeddings, name: str) -> tuple[tf.Tensor, t
     embeddings = tf.convert_to_tensor(embeddings)
     labels = tf.convert_to_tensor(labels)
     if not embeddings.dtype.is_floating:
-        raise ValueError(f"{name}: embeddings must be a float tensor, got dtype {embeddings.dtype.name}.")
+        raise ValueError(
+            f"{name}: embeddings must be a float tensor, got dtype {embeddings.dtype.name}."
+        )
     checks = []
     if labels.dtype.is_floating:
         # Keras hands y_true over as float32 unless told otherwise; accept whole-valued floats only.
         checks.append(
-            tf.debugging.assert_equal(labels, tf.round(labels), message=f"{name}: labels must be integer class ids")
+            tf.debugging.assert_equal(
+                labels,
+                tf.round(labels),
+                message=f"{name}: labels must be integer class ids",
+            )
         )
     elif not labels.dtype.is_integer:
-        raise ValueError(f"{name}: labels must be an integer tensor, got dtype {labels.dtype.name}.")
+        raise ValueError(
+            f"{name}: labels must be an integer tensor, got dtype {labels.dtype.name}."
+        )
     if embeddings.shape.rank is not None and embeddings.shape.rank != 2:
-        raise ValueError(f"{name}: embeddings must have shape [batch, dim], got shape {embeddings.shape}.")
+        raise ValueError(
+            f"{name}: embeddings must have shape [batch, dim], got shape {embeddings.shape}."
+        )
     if labels.shape.rank is not None:
         if labels.shape.rank == 2 and labels.shape[1] == 1:
             labels = tf.squeeze(labels, axis=1)
         elif labels.shape.rank != 1:
-            raise ValueError(f"{name}: labels must have shape [batch] or [batch, 1], got shape {labels.shape}.")
+            raise ValueError(
+                f"{name}: labels must have shape [batch] or [batch, 1], got shape {labels.shape}."
+            )
     m_lab, m_emb = labels.shape[0], embeddings.shape[0]
     if m_lab is not None and m_emb is not None and m_lab != m_emb:
         raise ValueError(
@@ -57,8 +71,12 @@ def check_labels_embeddings(labels, embeddings, name: str) -> tuple[tf.Tensor, t
                 tf.shape(embeddings)[0],
                 message=f"{name}: labels and embeddings disagree on the batch size",
             ),
-            tf.debugging.assert_positive(tf.shape(embeddings)[0], message=f"{name}: empty batch"),
-            tf.debugging.assert_all_finite(embeddings, message=f"{name}: embeddings contain NaN or Inf"),
+            tf.debugging.assert_positive(
+                tf.shape(embeddings)[0], message=f"{name}: empty batch"
+            ),
+            tf.debugging.assert_all_finite(
+                embeddings, message=f"{name}: embeddings contain NaN or Inf"
+            ),
         ]
     ):
         return tf.identity(labels), tf.identity(embeddings)
