@@ -21,6 +21,12 @@ setup(
         "scikit-learn>=1.3",
         "absl-py>=2.0",
         "tensorflow-datasets>=4.9.4",
+        # TFDS 4.9.10 looks up a builder's source through it when preparing a data set.
+        "importlib_resources>=6",
+        # The t-SNE picture of experiments/compare.py (paper Figure 4); brings Pillow, which the
+        # glyph renderer (data_prep.glyphs.render) uses.
+        "matplotlib>=3.7",
+        "pillow>=10",
     ],
     extras_require={
         "cpu": [f"tensorflow-cpu=={TF_VERSION}"],

@@ -1,0 +1,115 @@
+"""Benchmark of the clustering loss: median wall time per call against the numpy reference.
+
+    python -m experiments.bench_loss            # m in {32, 128, 512}, d = 64, C/m in {0.25, 0.75}
+    python -m experiments.bench_loss --sizes=128 --repeats=20
+
+Rows: the XLA-compiled TensorFlow inference (forward, and forward + backward in one
+`tf.function(jit_compile=True)` step, as a trainer runs it) and the plain numpy Algorithms 1-2
+(`inference="numpy"`, A(S) recomputed for every candidate as the paper writes them), on the same
+inputs in the same run. Compilation time (once per batch size) is reported separately.
+"""
+
+import statistics
+import time
+
+import numpy as np
+import tensorflow as tf
+from absl import app, flags, logging
+
+from fl_embed.losses import cluster_loss
+from fl_embed.losses.facility_location_numpy import loss_augmented_inference_np
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("sizes", ["32", "128", "512"], "Batch sizes m.")
+flags.DEFINE_list("ratios", ["0.25", "0.75"], "Classes per batch C/m.")
+flags.DEFINE_integer("dim", 64, "Embedding size d.", lower_bound=1)
+flags.DEFINE_integer(
+    "repeats", 10, "Timed calls per row (median reported).", lower_bound=1
+)
+flags.DEFINE_integer(
+    "numpy_max_m", 128, "Skip the slow numpy reference above this m.", lower_bound=0
+)
+flags.DEFINE_float("margin_multiplier", 1.0, "gamma.", lower_bound=0.0)
+
+
+def _median_seconds(fn, inputs) -> float:
+    times = []
+    for x in inputs:
+        start = time.perf_counter()
+        fn(x)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _inputs(m: int, dim: int, count: int, seed: int = 0) -> list:
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(count):
+        x = rng.normal(size=(m, dim)).astype(np.float32)
+        out.append(x / np.linalg.norm(x, axis=1, keepdims=True))
+    return out
+
+
+def bench_row(m: int, ratio: float) -> dict:
+    num_classes = max(1, round(ratio * m))
+    labels = tf.constant(np.arange(m) % num_classes, tf.int32)
+    gamma = FLAGS.margin_multiplier
+    inputs = _inputs(m, FLAGS.dim, FLAGS.repeats)
+
+    def forward(x):
+        return cluster_loss(labels, x, gamma).numpy()
+
+    @tf.function(jit_compile=True)
+    def step(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = cluster_loss(labels, x, gamma)
+        return loss, tape.gradient(loss, x)
+
+    def forward_backward(x):
+        return [t.numpy() for t in step(tf.constant(x))]
+
+    start = time.perf_counter()
+    forward(inputs[0])
+    forward_backward(inputs[0])
+    compile_s = time.perf_counter() - start
+    row = {
+        "m": m,
+        "C": num_classes,
+        "compile_s": compile_s,
+        "fwd_ms": 1e3 * _median_seconds(forward, inputs),
+        "fwd_bwd_ms": 1e3 * _median_seconds(forward_backward, inputs),
+        "numpy_ms": float("nan"),
+    }
+    if m <= FLAGS.numpy_max_m:
+        from fl_embed.distances import pairwise_distances
+
+        dists = [pairwise_distances(tf.constant(x)).numpy() for x in inputs[:3]]
+        y = labels.numpy()
+        row["numpy_ms"] = 1e3 * _median_seconds(
+            lambda d: loss_augmented_inference_np(d, y, gamma), dists
+        )
+    return row
+
+
+def main(argv):
+    del argv
+    rows = [bench_row(int(m), float(r)) for m in FLAGS.sizes for r in FLAGS.ratios]
+    header = "| m | C | compile s | forward ms | fwd+bwd ms | numpy ref ms | numpy / forward |"
+    print(header)
+    print("|---" * (header.count("|") - 1) + "|")
+    for r in rows:
+        ratio = (
+            r["numpy_ms"] / r["fwd_ms"] if np.isfinite(r["numpy_ms"]) else float("nan")
+        )
+        print(
+            f"| {r['m']} | {r['C']} | {r['compile_s']:.1f} | {r['fwd_ms']:.1f} | {r['fwd_bwd_ms']:.1f} "
+            f"| {r['numpy_ms']:.0f} | {ratio:.1f}x |"
+        )
+    logging.info(
+        "numpy reference skipped above m=%d (--numpy_max_m).", FLAGS.numpy_max_m
+    )
+
+
+if __name__ == "__main__":
+    app.run(main)
