@@ -120,7 +120,7 @@ flags.DEFINE_enum(
     "cluster_inference",
     DEFAULT_CLUSTER_INFERENCE,
     INFERENCE_BACKENDS,
-    "Backend of the clustering loss's loss-augmented inference; xla recompiles for every batch.",
+    "Backend of the clustering loss's loss-augmented inference (graph, xla or numpy).",
 )
 flags.DEFINE_boolean(
     "show_floor",
