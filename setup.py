@@ -1,5 +1,7 @@
 """fl_embed: Deep Metric Learning via Facility Location (Song et al., CVPR 2017) in TensorFlow/Keras."""
 
+from pathlib import Path
+
 from setuptools import find_packages, setup
 
 # TensorFlow comes through an extra so users pick the build: `[cpu]` installs the small CPU-only
@@ -10,10 +12,12 @@ setup(
     name="fl_embed",
     version="0.1.0",
     description="Deep metric learning via facility location: clustering loss, baselines, trainers.",
-    long_description=open("README.md", encoding="utf-8").read(),
+    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
-    packages=find_packages(include=["fl_embed", "fl_embed.*", "data_prep", "data_prep.*"]),
+    packages=find_packages(
+        include=["fl_embed", "fl_embed.*", "data_prep", "data_prep.*"]
+    ),
     include_package_data=True,
     package_data={"data_prep": ["data/*"]},
     install_requires=[
