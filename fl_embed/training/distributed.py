@@ -14,10 +14,16 @@ concatenated batch (`global`) or the mean of the sub-batch losses (`local`).
 
 import json
 import os
+from collections.abc import Callable
 
+import keras
 import tensorflow as tf
 
-from fl_embed.training.step import DEFAULT_CLUSTER_INFERENCE, loss_terms
+from fl_embed.training.step import (
+    DEFAULT_CLUSTER_INFERENCE,
+    check_loss_name,
+    loss_terms,
+)
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
 CLUSTER_LOSS_MODES = ("local", "global")
@@ -139,3 +145,59 @@ def replica_loss_terms(
     }
     scaled["loss"] = _scale_value(terms["loss"], scale)
     return scaled
+
+
+def make_replicated_train_step(
+    strategy: tf.distribute.Strategy,
+    model: keras.Model,
+    optimizer: keras.optimizers.Optimizer,
+    loss_name: str,
+    margin_multiplier,
+    preprocess: Callable[[tf.Tensor], tf.Tensor] | None = None,
+    cluster_inference: str = DEFAULT_CLUSTER_INFERENCE,
+    mode: str = "global",
+) -> Callable[[tf.Tensor, tf.Tensor], dict[str, tf.Tensor]]:
+    """`fl_embed.training.make_train_step` for every replica of `strategy`.
+
+    Build the model and optimizer under `strategy.scope()` and feed the step batches of
+    `strategy.experimental_distribute_dataset`, which gives each replica its share of a batch.
+    The optimizer sums the replicas' gradients, which `replica_loss_terms` scales for that.
+
+    Args:
+      strategy: from `make_strategy`.
+      model, optimizer, loss_name, margin_multiplier, preprocess, cluster_inference: as for
+        `make_train_step`.
+      mode: "global" or "local", see `replica_loss_terms`.
+
+    Returns:
+      step(per-replica images, per-replica labels) -> `loss_terms` dict of scalar Tensors, each
+      summed over replicas (the single-device values in global mode).
+    """
+    check_loss_name(loss_name)
+    _check_mode(mode)
+
+    def replica_step(images, labels):
+        if preprocess is not None:
+            images = preprocess(images)
+        with tf.GradientTape() as tape:
+            embeddings = model(images, training=True)
+            terms = replica_loss_terms(
+                loss_name,
+                labels,
+                embeddings,
+                margin_multiplier,
+                mode,
+                cluster_inference,
+            )
+        gradients = tape.gradient(terms["loss"], model.trainable_variables)
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+        return terms
+
+    def step(images, labels):
+        terms = strategy.run(replica_step, args=(images, labels))
+        return {
+            key: strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
+            for key, value in terms.items()
+        }
+
+    return tf.function(step)

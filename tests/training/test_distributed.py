@@ -16,8 +16,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from fl_embed.training import loss_terms
-from fl_embed.training.distributed import make_strategy, replica_loss_terms
+from fl_embed.training import loss_terms, make_train_step
+from fl_embed.training.distributed import (
+    make_replicated_train_step,
+    make_strategy,
+    replica_loss_terms,
+)
 
 REPLICAS = 2
 GLOBAL_BATCH = 24
@@ -108,6 +112,17 @@ def _run_replicas(out_path):
                 ).numpy()
             for i, w in enumerate(model.get_weights()):
                 results[f"{key}_weight_after_{i}"] = w
+    with strategy.scope():
+        model = _model(weights)
+        optimizer = keras.optimizers.SGD(LEARNING_RATE)
+    step = make_replicated_train_step(strategy, model, optimizer, "clustering", GAMMA)
+    batches = strategy.experimental_distribute_dataset(
+        tf.data.Dataset.from_tensors((images, labels))
+    )
+    for images_r, labels_r in batches:
+        results["step_loss"] = step(images_r, labels_r)["loss"].numpy()
+    for i, w in enumerate(model.get_weights()):
+        results[f"step_weight_after_{i}"] = w
     np.savez(out_path, **results)
 
 
@@ -205,6 +220,20 @@ def test_local_mode_averages_the_sub_batch_losses_and_gradients(mirrored, name):
         rtol=1e-5,
         atol=1e-6,
     )
+
+
+def test_replicated_train_step_on_a_distributed_batch_matches_one_device_step(mirrored):
+    labels, images, _, weights = _data()
+    model = _model(weights)
+    step = make_train_step(
+        model, keras.optimizers.SGD(LEARNING_RATE), "clustering", GAMMA
+    )
+    loss = float(step(tf.constant(images), tf.constant(labels))["loss"])
+    assert float(mirrored["step_loss"]) == pytest.approx(loss, rel=1e-5, abs=1e-6)
+    for i, w in enumerate(model.get_weights()):
+        np.testing.assert_allclose(
+            mirrored[f"step_weight_after_{i}"], w, rtol=1e-4, atol=1e-6
+        )
 
 
 def test_one_replica_terms_equal_the_plain_loss_terms():
