@@ -440,9 +440,21 @@ def _pam(distances, classes: _Classes, medoids, gamma, margin_type, iterations):
             (tf.constant(0), tf.fill([m + 1], -float("inf"))),
         )
         best = _argmax_lowest_index(scores[:m], tf.equal(frozen, k))
-        return k + 1, tf.tensor_scatter_nd_update(medoids, [[k]], [best])
+        return tf.tensor_scatter_nd_update(medoids, [[k]], [best])
 
-    def sweep(t, medoids):
+    def visit_slot(k, medoids, frozen, member_order, starts, sizes, cluster_energy):
+        # A cluster of one member has its medoid as the only candidate: nothing to score.
+        medoids = tf.cond(
+            sizes[k] > 1,
+            lambda: swap_slot(
+                k, medoids, frozen, member_order, starts, sizes, cluster_energy
+            ),
+            lambda: medoids,
+        )
+        return k + 1, medoids
+
+    def sweep(t, medoids, changed):
+        del changed
         frozen = cluster_assignment(distances, medoids)
         same = tf.equal(frozen[:, None], frozen[None, :])
         # F(X_{cluster of j}, {j}) for every j, under the frozen assignment.
@@ -452,17 +464,21 @@ def _pam(distances, classes: _Classes, medoids, gamma, margin_type, iterations):
             tf.cast(tf.equal(slots[:, None], frozen[None, :]), tf.int32), axis=1
         )
         starts = tf.cumsum(sizes, exclusive=True)
-        _, medoids = tf.while_loop(
+        _, swapped = tf.while_loop(
             lambda k, _: k < classes.num_classes,
-            lambda k, s: swap_slot(
+            lambda k, s: visit_slot(
                 k, s, frozen, member_order, starts, sizes, cluster_energy
             ),
             (tf.constant(0), medoids),
         )
-        return t + 1, medoids
+        return t + 1, swapped, tf.reduce_any(tf.not_equal(swapped, medoids))
 
-    _, medoids = tf.while_loop(
-        lambda t, _: t < iterations, sweep, (tf.constant(0), medoids)
+    # A sweep is a function of S alone, so once a sweep changes nothing every later sweep would
+    # change nothing either: stopping there returns exactly what T sweeps return.
+    _, medoids, _ = tf.while_loop(
+        lambda t, _, changed: (t < iterations) & changed,
+        sweep,
+        (tf.constant(0), medoids, tf.constant(True)),
     )
     return medoids
 
