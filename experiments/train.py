@@ -34,6 +34,11 @@ from fl_embed.training import (
     runs,
     write_scalars,
 )
+from fl_embed.training.distributed import (
+    CLUSTER_LOSS_MODES,
+    make_replicated_train_step,
+    make_strategy,
+)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum(
@@ -121,6 +126,21 @@ flags.DEFINE_enum(
     DEFAULT_CLUSTER_INFERENCE,
     INFERENCE_BACKENDS,
     "Backend of the clustering loss's loss-augmented inference (graph, xla or numpy).",
+)
+flags.DEFINE_enum(
+    "strategy",
+    "default",
+    # multi_worker (make_strategy) waits for chief-only checkpoint writing (issue 7).
+    ("default", "mirrored"),
+    "Distribution: default (one device) or mirrored (this machine's devices; each replica gets "
+    "its share of every batch).",
+)
+flags.DEFINE_enum(
+    "cluster_loss_mode",
+    "global",
+    CLUSTER_LOSS_MODES,
+    "With several replicas: global (all-gathered, every loss sees the whole batch) or local "
+    "(each replica's sub-batch).",
 )
 flags.DEFINE_boolean(
     "show_floor",
@@ -233,9 +253,11 @@ def main(argv):
         settings,
     )
 
-    model = runs.build_model(settings)
-    optimizer = keras.optimizers.RMSprop(settings["learning_rate"])
-    optimizer.build(model.trainable_variables)
+    strategy = make_strategy(FLAGS.strategy)
+    with strategy.scope():
+        model = runs.build_model(settings)
+        optimizer = keras.optimizers.RMSprop(settings["learning_rate"])
+        optimizer.build(model.trainable_variables)
     gamma_at = margin_multiplier_schedule(
         settings["margin_multiplier"],
         settings["margin_decay_steps"],
@@ -255,11 +277,33 @@ def main(argv):
         sys.exit(f"error: {err}")
     start_step, total = int(step.numpy()), settings["train_steps"]
     scale = models.preprocess_for(settings["backbone"])
-    train_step = make_train_step(
-        model, optimizer, settings["loss"], gamma, scale, settings["cluster_inference"]
+    batches = runs.train_batches(settings, start_step, FLAGS.data_dir)
+    if FLAGS.strategy == "default":
+        train_step = make_train_step(
+            model,
+            optimizer,
+            settings["loss"],
+            gamma,
+            scale,
+            settings["cluster_inference"],
+        )
+    else:
+        train_step = make_replicated_train_step(
+            strategy,
+            model,
+            optimizer,
+            settings["loss"],
+            gamma,
+            scale,
+            settings["cluster_inference"],
+            FLAGS.cluster_loss_mode,
+        )
+        batches = strategy.experimental_distribute_dataset(batches)
+    logging.info(
+        "%d replica(s), %s strategy", strategy.num_replicas_in_sync, FLAGS.strategy
     )
     embed = runs.embed_fn(model, settings["backbone"])
-    batches = iter(runs.train_batches(settings, start_step, FLAGS.data_dir))
+    batches = iter(batches)
     train_writer = tf.summary.create_file_writer(
         os.path.join(FLAGS.output_dir, "train")
     )
