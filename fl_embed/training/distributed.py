@@ -175,6 +175,11 @@ def make_replicated_train_step(
     """
     check_loss_name(loss_name)
     _check_mode(mode)
+    if not optimizer.built:
+        # Slot variables created inside the first replicated call fail to initialise (TF 2.21:
+        # "You must feed a value for placeholder tensor"), so they are made here.
+        with strategy.scope():
+            optimizer.build(model.trainable_variables)
 
     def replica_step(images, labels):
         if preprocess is not None:
