@@ -155,13 +155,17 @@ def _pair_distance_sum_grad(embeddings: tf.Tensor, partner: tf.Tensor) -> tf.Ten
     return unit - tf.math.unsorted_segment_sum(unit, partner, tf.shape(embeddings)[0])
 
 
-def _hinge(embeddings, partner, oracle_partner, gamma, margin):
-    """[F(X, S) + gamma Delta - F~(X, y*)]_+ with S and the oracle medoids fixed, eqs. 6 and 11-13."""
+def _hinge(
+    embeddings, partner, oracle_partner, gamma, margin, score_pred, score_oracle
+):
+    """[F(X, S) + gamma Delta - F~(X, y*)]_+ with S and the oracle medoids fixed, eqs. 6 and 11-13.
+
+    `score_pred` and `score_oracle` are F(X, S) and F~(X, y*) already computed (without gradient);
+    the custom gradient supplies their subgradients.
+    """
 
     @tf.custom_gradient
     def hinge(x):
-        score_pred = -_pair_distance_sum(x, partner)
-        score_oracle = -_pair_distance_sum(x, oracle_partner)
         value = tf.nn.relu(score_pred + gamma * margin - score_oracle)
 
         def grad(upstream):
@@ -200,12 +204,22 @@ def cluster_loss_terms(
         tf.cast(tf.equal(dense, tf.range(tf.shape(dense)[0])), tf.int32)
     )
     sol = sol._replace(medoids=sol.medoids[:num_classes])
-    loss = _hinge(embeddings, sol.partner, sol.oracle_partner, gamma, sol.margin)
     stopped = tf.stop_gradient(embeddings)
+    score_pred = -_pair_distance_sum(stopped, sol.partner)
+    score_oracle = -_pair_distance_sum(stopped, sol.oracle_partner)
+    loss = _hinge(
+        embeddings,
+        sol.partner,
+        sol.oracle_partner,
+        gamma,
+        sol.margin,
+        score_pred,
+        score_oracle,
+    )
     return ClusterLossTerms(
         loss=loss,
-        score_pred=-_pair_distance_sum(stopped, sol.partner),
-        score_oracle=-_pair_distance_sum(stopped, sol.oracle_partner),
+        score_pred=score_pred,
+        score_oracle=score_oracle,
         margin=sol.margin,
         nmi=sol.nmi,
         medoids=sol.medoids,
@@ -309,9 +323,7 @@ class ClusteringLoss(MetricLossWrapper):
         **kwargs,
     ):
         _check_options(
-            margin_multiplier
-            if not hasattr(margin_multiplier, "numpy")
-            else float(margin_multiplier.numpy()),
+            margin_multiplier,
             margin_type,
             pam_iterations,
             inference,

@@ -96,9 +96,7 @@ def expected_mi_table(class_counts: tf.Tensor, m: tf.Tensor) -> tf.Tensor:
     return tf.cast(table, tf.float32)
 
 
-def score_from_sums(
-    margin_type: str, s_ac, s_a, s_c, m, s_e=None, num_clusters=None, num_classes=None
-):
+def score_from_sums(margin_type: str, s_ac, s_a, s_c, m, s_e=None):
     """The clustering agreement score from the contingency sums (1 = identical up to permutation).
 
     Formula (with f(x) = x log x, sums as in the module docstring):
