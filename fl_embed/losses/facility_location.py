@@ -111,9 +111,7 @@ def oracle_score(
 class _Classes(NamedTuple):
     """The true classes, fixed during the inference."""
 
-    same_class: tf.Tensor  # bool [m, m]
-    class_rep: tf.Tensor  # bool [m], the lowest-index member of each class
-    class_size: tf.Tensor  # float32 [m], size of each point's class
+    labels: tf.Tensor  # int32 [m], class ids in [0, m)
     num_classes: tf.Tensor  # int32 scalar K
     s_c: tf.Tensor  # float32 scalar, sum over classes of f(class size)
     emi_table: tf.Tensor  # float32 [m + 1], only read by "ami"
@@ -125,14 +123,98 @@ class _Base(NamedTuple):
     mind: tf.Tensor  # float32 [m], distance to the base medoid (+inf when unassigned)
     asg: tf.Tensor  # int32 [m], base slot, m when unassigned
     fixed: tf.Tensor  # bool [m], medoids of the base: they keep their slot
-    groups: tf.Tensor  # float32 [m, 3m]: same cell | same cluster | same class
-    cell_rep: tf.Tensor  # float32 [m], 1 at the lowest-index member of each cell
-    cell_size: tf.Tensor  # float32 [m]
-    cluster_rep: tf.Tensor  # float32 [m]
-    cluster_size: tf.Tensor  # float32 [m]
-    s_ac: tf.Tensor
-    s_a: tf.Tensor
-    s_e: tf.Tensor
+    cell: (
+        tf.Tensor
+    )  # int32 [m], id in [0, m) of the point's (cluster, class) cell; m if unassigned
+    cell_size: (
+        tf.Tensor
+    )  # float32 [m], size of the cell with each id (0 for unused ids)
+    cluster_size: tf.Tensor  # float32 [m], size of the cluster in each slot
+
+
+def _segment_sum(data: tf.Tensor, ids: tf.Tensor, m) -> tf.Tensor:
+    """Sums of `data` rows per id in [0, m); rows with id m are dropped. [m, ...] -> [m, ...]."""
+    return tf.math.unsorted_segment_sum(data, ids, m + 1)[:m]
+
+
+def _cell_ids(asg: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+    """Id of each point's (cluster, class) cell: its lowest-index member; m when unassigned.
+
+    One scatter over the m (m + 1) possible (slot, class) keys: O(m) work beside the fill.
+    """
+    m = tf.shape(asg)[0]
+    key = asg * m + labels
+    first = tf.math.unsorted_segment_min(tf.range(m), key, m * (m + 1))
+    return tf.where(asg < m, tf.gather(first, key), m)
+
+
+def _make_base(mind, asg, fixed, cell) -> _Base:
+    m = tf.shape(asg)[0]
+    ones = tf.ones([m])
+    return _Base(
+        mind, asg, fixed, cell, _segment_sum(ones, cell, m), _segment_sum(ones, asg, m)
+    )
+
+
+def _table_lookup(table: tf.Tensor, counts: tf.Tensor) -> tf.Tensor:
+    return tf.gather(table, tf.cast(tf.math.round(counts), tf.int32))
+
+
+def _taken(columns, candidates, new_slot, base: _Base) -> tf.Tensor:
+    """float [m, Q]: 1 where candidate q (column) would take point p (row) from the base.
+
+    Args:
+      columns: float [m, Q], distance from each candidate to every point, D[q, p] at [p, q].
+      candidates: int32 [Q], the candidates' point indices.
+      new_slot: int32 scalar, the slot the candidate fills (ties with base slots below it go to
+        them).
+      base: see `_Base`.
+    """
+    m = tf.shape(columns)[0]
+    mind = base.mind[:, None]
+    closer = columns < mind
+    tie_wins = tf.equal(columns, mind) & (new_slot < base.asg)[:, None]
+    itself = tf.equal(tf.range(m)[:, None], candidates[None, :])
+    return tf.cast(((closer | tie_wins) & ~base.fixed[:, None]) | itself, tf.float32)
+
+
+def _candidate_margins(
+    taken: tf.Tensor, base: _Base, classes: _Classes, margin_type: str
+) -> tf.Tensor:
+    """Delta(g(base + candidate), y*) for every candidate at once.
+
+    The candidate's clustering is the base with the taken points moved to a new cluster, so its
+    contingency table is the base table less the taken counts per cell and per cluster, plus a
+    new row of the taken counts per class. Those counts are three segment sums of `taken`.
+
+    Args:
+      taken: float [m, Q], from `_taken`.
+      base, classes: see `_Base`, `_Classes`.
+
+    Returns:
+      float32 [Q].
+    """
+    f = margins_lib.stat_fn(margin_type)
+    m = tf.shape(taken)[0]
+    taken_per_cell = _segment_sum(taken, base.cell, m)
+    taken_per_cluster = _segment_sum(taken, base.asg, m)
+    taken_per_class = _segment_sum(taken, classes.labels, m)
+    taken_total = tf.reduce_sum(taken, axis=0)
+    s_ac = tf.reduce_sum(
+        f(base.cell_size[:, None] - taken_per_cell), axis=0
+    ) + tf.reduce_sum(f(taken_per_class), axis=0)
+    left = base.cluster_size[:, None] - taken_per_cluster
+    s_a = tf.reduce_sum(f(left), axis=0) + f(taken_total)
+    s_e = None
+    if margin_type == "ami":
+        table = classes.emi_table
+        s_e = tf.reduce_sum(_table_lookup(table, left), axis=0) + _table_lookup(
+            table, taken_total
+        )
+    score = margins_lib.score_from_sums(
+        margin_type, s_ac, s_a, classes.s_c, tf.cast(m, tf.float32), s_e
+    )
+    return 1.0 - score
 
 
 def _nearest_slot(slot_distances: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -163,125 +245,11 @@ def _lowest_member(same: tf.Tensor) -> tf.Tensor:
 def _make_classes(
     labels: tf.Tensor, emi_table: tf.Tensor, margin_type: str
 ) -> _Classes:
-    same_class = tf.equal(labels[:, None], labels[None, :])
-    class_rep = _lowest_member(same_class)
-    class_size = tf.reduce_sum(tf.cast(same_class, tf.float32), axis=1)
-    f = margins_lib.stat_fn(margin_type)
-    s_c = tf.reduce_sum(tf.where(class_rep, f(class_size), 0.0))
-    num_classes = tf.reduce_sum(tf.cast(class_rep, tf.int32))
-    return _Classes(same_class, class_rep, class_size, num_classes, s_c, emi_table)
-
-
-def _make_base(mind, asg, fixed, classes: _Classes, margin_type: str) -> _Base:
-    f = margins_lib.stat_fn(margin_type)
-    m = tf.shape(asg)[0]
-    assigned = asg < m
-    same_cluster = (
-        tf.equal(asg[:, None], asg[None, :]) & assigned[:, None] & assigned[None, :]
-    )
-    same_cell = same_cluster & classes.same_class
-    groups = tf.cast(
-        tf.concat([same_cell, same_cluster, classes.same_class], axis=1), tf.float32
-    )
-    cell_size = tf.reduce_sum(groups[:, :m], axis=1)
-    cluster_size = tf.reduce_sum(groups[:, m : 2 * m], axis=1)
-    cell_rep = tf.cast(_lowest_member(same_cell), tf.float32)
-    cluster_rep = tf.cast(_lowest_member(same_cluster), tf.float32)
-    s_e = tf.constant(0.0)
-    if margin_type == "ami":
-        s_e = tf.reduce_sum(
-            cluster_rep * _table_lookup(classes.emi_table, cluster_size)
-        )
-    return _Base(
-        mind,
-        asg,
-        fixed,
-        groups,
-        cell_rep,
-        cell_size,
-        cluster_rep,
-        cluster_size,
-        tf.reduce_sum(cell_rep * f(cell_size)),
-        tf.reduce_sum(cluster_rep * f(cluster_size)),
-        s_e,
-    )
-
-
-def _table_lookup(table: tf.Tensor, counts: tf.Tensor) -> tf.Tensor:
-    return tf.gather(table, tf.cast(tf.math.round(counts), tf.int32))
-
-
-def _candidate_margins(
-    candidate_rows: tf.Tensor,
-    candidates: tf.Tensor,
-    new_slot,
-    base: _Base,
-    classes: _Classes,
-    margin_type: str,
-) -> tf.Tensor:
-    """Delta(g(base + candidate in `new_slot`), y*) for every candidate at once.
-
-    Args:
-      candidate_rows: float [Q, m], distances from each candidate to every point.
-      candidates: int32 [Q], the candidates' point indices.
-      new_slot: int32 scalar, the slot the candidate fills (ties with base slots below it go to them).
-      base, classes: see `_Base`, `_Classes`.
-
-    Returns:
-      float32 [Q].
-    """
-    f = margins_lib.stat_fn(margin_type)
-    m = tf.shape(candidate_rows)[1]
-    closer = candidate_rows < base.mind[None, :]
-    tie_wins = (
-        tf.equal(candidate_rows, base.mind[None, :]) & (new_slot < base.asg)[None, :]
-    )
-    itself = tf.equal(tf.range(m)[None, :], candidates[:, None])
-    taken = ((closer | tie_wins) & ~base.fixed[None, :]) | itself
-    taken = tf.cast(taken, tf.float32)
-
-    # For each candidate and point p: how many taken points share p's cell, cluster and class.
-    counts = tf.matmul(taken, base.groups)
-    taken_in_cell, taken_in_cluster, taken_in_class = (
-        counts[:, :m],
-        counts[:, m : 2 * m],
-        counts[:, 2 * m :],
-    )
-    taken_total = tf.reduce_sum(taken, axis=1)
-    class_rep = tf.cast(classes.class_rep, tf.float32)[None]
-
-    s_ac = (
-        base.s_ac
-        + tf.reduce_sum(
-            base.cell_rep * (f(base.cell_size - taken_in_cell) - f(base.cell_size)),
-            axis=1,
-        )
-        + tf.reduce_sum(class_rep * f(taken_in_class), axis=1)
-    )
-    left = base.cluster_size - taken_in_cluster
-    s_a = (
-        base.s_a
-        + tf.reduce_sum(base.cluster_rep * (f(left) - f(base.cluster_size)), axis=1)
-        + f(taken_total)
-    )
-    s_e = None
-    if margin_type == "ami":
-        table = classes.emi_table
-        s_e = (
-            base.s_e
-            + tf.reduce_sum(
-                base.cluster_rep
-                * (
-                    _table_lookup(table, left) - _table_lookup(table, base.cluster_size)
-                ),
-                axis=1,
-            )
-            + _table_lookup(table, taken_total)
-        )
-    score = margins_lib.score_from_sums(
-        margin_type, s_ac, s_a, classes.s_c, tf.cast(m, tf.float32), s_e
-    )
-    return 1.0 - score
+    m = tf.shape(labels)[0]
+    class_size = _segment_sum(tf.ones([m]), labels, m)
+    s_c = tf.reduce_sum(margins_lib.stat_fn(margin_type)(class_size))
+    num_classes = tf.math.count_nonzero(class_size, dtype=tf.int32)
+    return _Classes(labels, num_classes, s_c, emi_table)
 
 
 def _argmax_lowest_index(scores: tf.Tensor, valid: tf.Tensor) -> tf.Tensor:
@@ -334,23 +302,34 @@ def _emi_table(labels, emi_table, margin_type):
 def _greedy(distances, classes: _Classes, gamma, margin_type):
     m = tf.shape(distances)[0]
     index = tf.range(m)
+    labels = classes.labels
+    # Column q holds D[q, :]: candidates along the last axis, so segment sums run over points.
+    columns = tf.transpose(distances)
 
-    def body(t, medoids, mind, asg, fixed):
-        base = _make_base(mind, asg, fixed, classes, margin_type)
-        energy = -tf.reduce_sum(tf.minimum(distances, mind[None, :]), axis=1)
-        margin = _candidate_margins(distances, index, t, base, classes, margin_type)
+    def body(t, medoids, mind, asg, fixed, cell):
+        base = _make_base(mind, asg, fixed, cell)
+        energy = -tf.reduce_sum(tf.minimum(columns, mind[:, None]), axis=0)
+        margin = _candidate_margins(
+            _taken(columns, index, t, base), base, classes, margin_type
+        )
         best = _argmax_lowest_index(energy + gamma * margin, ~fixed)
         row = tf.gather(distances, best)
         takes = ((row < mind) & ~fixed) | tf.equal(index, best)
+        asg = tf.where(takes, t, asg)
+        # New cell ids, O(m): the taken points form one new cell per class (key m + class); the
+        # others keep their cell (key = old id). Each cell's id is its lowest-index member.
+        key = tf.where(takes, m + labels, tf.where(cell < m, cell, 2 * m))
+        first = tf.math.unsorted_segment_min(index, key, 2 * m + 1)
         return (
             t + 1,
             tf.tensor_scatter_nd_update(medoids, [[t]], [best]),
             tf.where(takes, row, mind),
-            tf.where(takes, t, asg),
+            asg,
             fixed | tf.equal(index, best),
+            tf.where(asg < m, tf.gather(first, key), m),
         )
 
-    _, medoids, _, _, _ = tf.while_loop(
+    _, medoids, _, _, _, _ = tf.while_loop(
         lambda t, *_: t < classes.num_classes,
         body,
         (
@@ -359,6 +338,7 @@ def _greedy(distances, classes: _Classes, gamma, margin_type):
             tf.fill([m], float("inf")),
             tf.fill([m], m),
             tf.zeros([m], tf.bool),
+            tf.fill([m], m),
         ),
     )
     return medoids
@@ -402,6 +382,7 @@ def _pam(distances, classes: _Classes, medoids, gamma, margin_type, iterations):
     m = tf.shape(distances)[0]
     chunk = tf.minimum(m, _PAM_CHUNK)
     index = tf.range(m)
+    columns = tf.transpose(distances)  # column q holds D[q, :]
     slots = tf.range(m)
 
     def swap_slot(k, medoids, frozen, member_order, starts, sizes, cluster_energy):
@@ -420,16 +401,15 @@ def _pam(distances, classes: _Classes, medoids, gamma, margin_type, iterations):
             tf.reduce_sum(tf.where(is_other_medoid, slots[None, :], 0), axis=1),
             asg,
         )
-        base = _make_base(mind, asg, fixed, classes, margin_type)
+        base = _make_base(mind, asg, fixed, _cell_ids(asg, classes.labels))
 
         def score_chunk(q, scores):
             pos = starts[k] + q * chunk + tf.range(chunk)
             ok = pos < starts[k] + sizes[k]
             cand = tf.where(ok, tf.gather(member_order, tf.minimum(pos, m - 1)), m)
             safe = tf.minimum(cand, m - 1)
-            margin = _candidate_margins(
-                tf.gather(distances, safe), safe, k, base, classes, margin_type
-            )
+            taken = _taken(tf.gather(columns, safe, axis=1), safe, k, base)
+            margin = _candidate_margins(taken, base, classes, margin_type)
             value = tf.gather(cluster_energy, safe) + gamma * margin
             return q + 1, tf.tensor_scatter_nd_update(scores, cand[:, None], value)
 
