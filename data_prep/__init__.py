@@ -154,6 +154,8 @@ def class_ratio_batches(
     manual_dir: str | None = None,
     scaling: str = "inception",
     num_batches: int | None = None,
+    sub_batches: int = 1,
+    input_context: tf.distribute.InputContext | None = None,
 ) -> tf.data.Dataset:
     """Training batches of section 3.5: m examples from exactly C = round(ratio * m) train classes.
 
@@ -170,9 +172,12 @@ def class_ratio_batches(
       seed: seed of sampling and augmentation; the same seed repeats the batches.
       data_dir, download, manual_dir, scaling: as in `load`.
       num_batches: batches per iteration; None for an endless stream.
+      sub_batches, input_context: batches split across replicas, see
+        `fl_embed.samplers.ClassRatioSampler` and `class_ratio_dataset`.
 
     Returns:
-      Dataset of (images float32 [m, 227, 227, 3], labels int64 [m]).
+      Dataset of (images float32 [m, 227, 227, 3], labels int64 [m]); with an `input_context`,
+      this pipeline's per-replica batches of m / replicas.
 
     Raises:
       ValueError: unknown name, bad batch_size / ratio (see `classes_per_batch`).
@@ -182,13 +187,20 @@ def class_ratio_batches(
         glyphs = importlib.import_module("data_prep.glyphs")
         ratio = glyphs.DEFAULT_RATIO if ratio is None else ratio
         return glyphs.class_ratio_batches(
-            batch_size, ratio, seed, num_batches=num_batches
+            batch_size,
+            ratio,
+            seed,
+            num_batches=num_batches,
+            sub_batches=sub_batches,
+            input_context=input_context,
         )
     spec = paper_sets.get_spec(name)
     preprocess.check_scaling(scaling)
     ratio = spec.ratio if ratio is None else ratio
     labels, lookup = _indexed_train_split(name, data_dir, download, manual_dir)
-    sampler = ClassRatioSampler(labels, batch_size=batch_size, ratio=ratio, seed=seed)
+    sampler = ClassRatioSampler(
+        labels, batch_size=batch_size, ratio=ratio, seed=seed, sub_batches=sub_batches
+    )
 
     def decode_and_crop(example, example_seed):
         return _decode_crop(example[0], True, example_seed, scaling), example[1]
@@ -200,4 +212,5 @@ def class_ratio_batches(
         num_batches=num_batches,
         map_seed=seed,
         random_map=True,
+        input_context=input_context,
     )

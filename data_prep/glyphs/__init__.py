@@ -84,6 +84,8 @@ def class_ratio_batches(
     seed: int | None = None,
     augment: bool = True,
     num_batches: int | None = None,
+    sub_batches: int = 1,
+    input_context=None,
 ):
     """Training batches of section 3.5 from the glyph train split: m examples, exactly C classes.
 
@@ -96,12 +98,16 @@ def class_ratio_batches(
         seed: seed of sampling and augmentation; the same seed repeats the batches.
         augment: apply the random rotation / scale / shift / stroke augmentation.
         num_batches: batches per iteration; None for an endless stream.
+        sub_batches, input_context: batches split across replicas, see
+            `fl_embed.samplers.ClassRatioSampler` and `class_ratio_dataset`.
 
     Returns:
-        tf.data.Dataset of (images uint8 [m, 32, 32, 1], labels int64 [m]).
+        tf.data.Dataset of (images uint8 [m, 32, 32, 1], labels int64 [m]); with an
+        `input_context`, this pipeline's per-replica batches of m / replicas.
 
     Raises:
-        ValueError: bad batch_size / ratio (see `fl_embed.samplers.classes_per_batch`).
+        ValueError: bad batch_size / ratio (see `fl_embed.samplers.classes_per_batch`), or a
+            batch that does not split across the replicas.
     """
     import tensorflow as tf
 
@@ -109,7 +115,9 @@ def class_ratio_batches(
     from fl_embed.samplers import ClassRatioSampler, class_ratio_dataset
 
     images, labels = load_arrays("train")
-    sampler = ClassRatioSampler(labels, batch_size=batch_size, ratio=ratio, seed=seed)
+    sampler = ClassRatioSampler(
+        labels, batch_size=batch_size, ratio=ratio, seed=seed, sub_batches=sub_batches
+    )
     images, labels = tf.constant(images), tf.constant(labels)
 
     def lookup(index):
@@ -125,4 +133,5 @@ def class_ratio_batches(
         num_batches=num_batches,
         map_seed=seed,
         random_map=augment,
+        input_context=input_context,
     )

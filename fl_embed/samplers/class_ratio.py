@@ -23,6 +23,12 @@ Sampling rules:
   * Classes with fewer than ceil(m / C) examples cannot fill the larger slot without repeating an
     example. They are dropped with a logged warning (``drop_small_classes=True``, the default) or
     rejected with a ValueError (``drop_small_classes=False``). Too few remaining classes -> error.
+
+Batches split across replicas (`tf.distribute`, issue 7): with ``sub_batches=R`` a batch is R
+consecutive sub-batches of m/R examples, each from exactly C/R of the batch's C classes (no class
+in two sub-batches), so a replica that scores its own sub-batch (local clustering loss) still gets
+the guarantee at its own scale; the whole batch keeps exactly C classes. `class_ratio_dataset`
+with a `tf.distribute.InputContext` hands each input pipeline the rows of its own replicas.
 """
 
 import math
@@ -88,6 +94,42 @@ def classes_per_batch(
     return num_classes
 
 
+def check_sub_batches(batch_size: int, num_classes: int, sub_batches: int) -> int:
+    """Returns `sub_batches` R if a batch of m examples and C classes splits into R sub-batches.
+
+    Each sub-batch holds m/R examples of exactly C/R classes, so both must divide by R and a
+    sub-batch must not be degenerate (C/R >= 2, see `classes_per_batch`).
+
+    Raises:
+      ValueError: R < 1, m or C not divisible by R, or C/R < 2; the message names the fix.
+    """
+    if (
+        isinstance(sub_batches, bool)
+        or not isinstance(sub_batches, (int, np.integer))
+        or sub_batches < 1
+    ):
+        raise ValueError(f"sub_batches must be an integer >= 1, got {sub_batches!r}.")
+    for count, what in (
+        (batch_size, "batch_size"),
+        (num_classes, "classes per batch C"),
+    ):
+        if count % sub_batches:
+            raise ValueError(
+                f"{what} {count} does not divide into {sub_batches} sub-batches (one per "
+                f"replica); choose a {what} that is a multiple of {sub_batches}."
+            )
+    try:
+        classes_per_batch(
+            batch_size // sub_batches, num_classes=num_classes // sub_batches
+        )
+    except ValueError as err:
+        raise ValueError(
+            f"{num_classes} classes per batch of {batch_size} split into {sub_batches} "
+            f"sub-batches: {err}"
+        ) from err
+    return int(sub_batches)
+
+
 def slot_sizes(batch_size: int, num_classes: int) -> np.ndarray:
     """Examples per class slot: m % C slots of m // C + 1, the rest m // C.
 
@@ -134,10 +176,13 @@ class ClassRatioSampler:
       seed: seed of the numpy generator; the same seed gives the same batches.
       drop_small_classes: drop (True, logged) or reject (False) classes with fewer than
         ceil(m / C) examples.
+      sub_batches: R; each batch is R consecutive groups of m/R examples from exactly C/R classes
+        each (1: one group, the plain sampler).
 
     Raises:
       ValueError: the errors of `classes_per_batch`, labels that are not a 1-D integer array,
-        small classes with `drop_small_classes=False`, or fewer usable classes than C.
+        small classes with `drop_small_classes=False`, fewer usable classes than C, or m or C not
+        divisible by `sub_batches` (or C/R < 2, a trivial sub-batch).
     """
 
     def __init__(
@@ -148,6 +193,7 @@ class ClassRatioSampler:
         num_classes_per_batch: int | None = None,
         seed: int | None = None,
         drop_small_classes: bool = True,
+        sub_batches: int = 1,
     ):
         self.num_classes_per_batch = classes_per_batch(
             batch_size,
@@ -155,6 +201,9 @@ class ClassRatioSampler:
             num_classes_per_batch,
         )
         self.batch_size = int(batch_size)
+        self.sub_batches = check_sub_batches(
+            self.batch_size, self.num_classes_per_batch, sub_batches
+        )
         self.seed = seed
         self._by_class = _index_by_class(labels)
         self._by_class = _filter_small_classes(
@@ -187,17 +236,23 @@ class ClassRatioSampler:
         rng = np.random.default_rng(self.seed)
         class_queue: list[int] = []
         example_queues: dict[int, list[int]] = {}
-        sizes = slot_sizes(self.batch_size, self.num_classes_per_batch)
+        groups = self.sub_batches
+        classes_per_group = self.num_classes_per_batch // groups
+        sizes = slot_sizes(self.batch_size // groups, classes_per_group)
         produced = 0
         while num_batches is None or produced < num_batches:
             chosen, class_queue = self._next_classes(rng, class_queue)
             batch = []
-            for label, size in zip(chosen, rng.permutation(sizes)):
-                drawn, example_queues[label] = self._draw(
-                    rng, label, int(size), example_queues.get(label, [])
-                )
-                batch.extend(drawn)
-            yield rng.permutation(np.array(batch, dtype=np.int64))
+            for group in range(groups):
+                members = []
+                group_classes = chosen[group * classes_per_group :][:classes_per_group]
+                for label, size in zip(group_classes, rng.permutation(sizes)):
+                    drawn, example_queues[label] = self._draw(
+                        rng, label, int(size), example_queues.get(label, [])
+                    )
+                    members.extend(drawn)
+                batch.append(rng.permutation(np.array(members, dtype=np.int64)))
+            yield np.concatenate(batch)
             produced += 1
 
     def __iter__(self) -> Iterator[np.ndarray]:
@@ -381,6 +436,37 @@ def source_lookup(
     return lookup
 
 
+def pipeline_rows(
+    batch_size: int, input_context: tf.distribute.InputContext | None = None
+) -> tuple[int, int, int]:
+    """The rows of every global batch that one `tf.distribute` input pipeline produces.
+
+    A strategy's `distribute_datasets_from_function` deals the batches of a pipeline to its
+    replicas in turn, and global replica ids run pipeline by pipeline (worker by worker), so
+    pipeline p owns the consecutive rows of its R/P replicas.
+
+    Args:
+      batch_size: m, the global batch.
+      input_context: the pipeline's context; None for one pipeline feeding one replica.
+
+    Returns:
+      (first row, number of rows, rows per replica).
+
+    Raises:
+      ValueError: m not divisible by the number of replicas.
+    """
+    if input_context is None:
+        return 0, batch_size, batch_size
+    replicas = input_context.num_replicas_in_sync
+    if batch_size % replicas:
+        raise ValueError(
+            f"batch_size {batch_size} does not split evenly across {replicas} replicas; "
+            f"choose a batch size that is a multiple of {replicas}."
+        )
+    rows = batch_size // input_context.num_input_pipelines
+    return input_context.input_pipeline_id * rows, rows, batch_size // replicas
+
+
 def class_ratio_dataset(
     sampler: ClassRatioSampler,
     lookup: Callable[[tf.Tensor], Any],
@@ -388,8 +474,15 @@ def class_ratio_dataset(
     num_batches: int | None = None,
     map_seed: int | None = None,
     random_map: bool = False,
+    input_context: tf.distribute.InputContext | None = None,
 ) -> tf.data.Dataset:
     """`tf.data` pipeline of class-ratio batches: sample indices, look up, map, batch, prefetch.
+
+    With an `input_context` (from `strategy.distribute_datasets_from_function`) every pipeline
+    runs the same sampler with the same seed, so all of them agree on every global batch, and
+    keeps only its replicas' rows before looking anything up: each worker reads and augments its
+    own share, and the replicas' sub-batches concatenated in replica order are the batch a single
+    pipeline makes (the per-example augmentation seeds are drawn for the global batch too).
 
     Args:
       sampler: decides which example indices form each batch.
@@ -398,26 +491,64 @@ def class_ratio_dataset(
         parallel; its output must have a fixed shape so examples can be batched.
       num_batches: batches per iteration of the dataset; None for an endless stream. Each new
         iteration restarts from the sampler's seed.
-      map_seed: with `random_map`, seed of the per-example seeds (None: fresh randomness).
+      map_seed: with `random_map`, seed of the per-example seeds (None: fresh randomness; give a
+        seed when several pipelines must agree).
       random_map: call `map_fn(element, seed)` with a per-example stateless seed int64 [2], for
         random augmentation that repeats under a fixed `map_seed`.
+      input_context: the `tf.distribute.InputContext` of this pipeline; None for the whole batch.
 
     Returns:
-      Dataset of batches with leading dimension m; element order inside a batch is deterministic.
+      Dataset of batches with leading dimension m, or with an `input_context` m / R (R replicas),
+      R / P of them per global batch (P pipelines) in replica order; element order inside a
+      batch is deterministic.
+
+    Raises:
+      ValueError: m not divisible by the replicas, or a sampler split into sub-batches that are
+        not one per replica.
     """
     m = sampler.batch_size
+    first, rows, per_replica = pipeline_rows(m, input_context)
+    if input_context is not None and sampler.sub_batches not in (
+        1,
+        input_context.num_replicas_in_sync,
+    ):
+        raise ValueError(
+            f"The sampler splits each batch into {sampler.sub_batches} sub-batches, but "
+            f"{input_context.num_replicas_in_sync} replicas share it; use sub_batches=1 or one "
+            "per replica."
+        )
     indices = tf.data.Dataset.from_generator(
         lambda: sampler.batches(num_batches),
         output_signature=tf.TensorSpec([m], tf.int64),
     )
-    examples = indices.unbatch().map(
-        lookup, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
-    )
     if random_map:
-        seeds = tf.data.Dataset.random(seed=map_seed).batch(2, drop_remainder=True)
-        examples = tf.data.Dataset.zip(examples, seeds)
+        seeds = (
+            tf.data.Dataset.random(seed=map_seed)
+            .batch(2, drop_remainder=True)
+            .batch(m, drop_remainder=True)
+        )
+        batches = tf.data.Dataset.zip(indices, seeds)
+    else:
+        batches = indices
+
+    def own_rows(*batch):
+        sliced = tuple(x[first : first + rows] for x in batch)
+        return sliced if random_map else sliced[0]
+
+    if rows != m:
+        batches = batches.map(own_rows)
+    if random_map:
+        examples = batches.unbatch().map(
+            lambda index, seed: (lookup(index), seed),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
+    else:
+        examples = batches.unbatch().map(
+            lookup, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+        )
     if map_fn is not None:
         examples = examples.map(
             map_fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
         )
-    return examples.batch(m, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    return examples.batch(per_replica, drop_remainder=True).prefetch(tf.data.AUTOTUNE)

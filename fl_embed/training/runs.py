@@ -90,15 +90,28 @@ def latest_checkpoint(path: str) -> str:
 
 
 def train_batches(
-    settings: dict[str, Any], start_step: int, data_dir: str | None = None
+    settings: dict[str, Any],
+    start_step: int,
+    data_dir: str | None = None,
+    sub_batches: int = 1,
+    input_context: tf.distribute.InputContext | None = None,
 ):
     """Endless class-ratio batches (section 3.5) of pixels in [0, 255] for a run starting at a step.
 
     The data seed is derived from (seed, start_step): a resumed run draws fresh batches from the
-    same distribution instead of repeating the ones it already trained on.
+    same distribution instead of repeating the ones it already trained on, and every worker of a
+    multi-worker run (all restored to the same step) draws the same global batches.
+
+    Args:
+      settings: the run's settings (dataset, batch_size, classes_per_batch_ratio, seed, augment).
+      start_step: the step the run starts (or resumes) from.
+      data_dir: TFDS data directory.
+      sub_batches, input_context: batches split across replicas, see
+        `fl_embed.samplers.ClassRatioSampler` and `class_ratio_dataset`.
 
     Returns:
-      tf.data.Dataset of (images [m, H, W, C] in [0, 255], labels int64 [m]).
+      tf.data.Dataset of (images [m, H, W, C] in [0, 255], labels int64 [m]); with an
+      `input_context`, this pipeline's per-replica batches of m / replicas.
     """
     import data_prep
 
@@ -113,6 +126,8 @@ def train_batches(
             settings["classes_per_batch_ratio"],
             seed,
             augment=settings["augment"],
+            sub_batches=sub_batches,
+            input_context=input_context,
         )
     return data_prep.class_ratio_batches(
         settings["dataset"],
@@ -121,6 +136,8 @@ def train_batches(
         seed,
         data_dir=data_dir,
         scaling="raw",
+        sub_batches=sub_batches,
+        input_context=input_context,
     )
 
 

@@ -10,6 +10,7 @@ import tensorflow_datasets as tfds
 
 from fl_embed.samplers import (
     ClassRatioSampler,
+    check_sub_batches,
     class_ratio_dataset,
     classes_per_batch,
     labels_of,
@@ -165,6 +166,149 @@ def test_labels_must_be_a_1d_integer_array():
         ClassRatioSampler(np.zeros([4, 4], np.int64))
     with pytest.raises(ValueError, match="1-D integer"):
         ClassRatioSampler(np.linspace(0, 1, 300))
+
+
+@pytest.mark.parametrize(
+    "labels, batch_size, ratio, sub_batches",
+    [
+        (cub_like_labels(), 128, 0.25, 2),
+        (cub_like_labels(), 128, 0.25, 4),
+        (sop_like_labels(), 128, 0.75, 8),
+        (cub_like_labels(), 36, 1 / 3, 3),
+    ],
+)
+def test_each_sub_batch_holds_exactly_c_over_r_classes_and_the_batch_c(
+    labels, batch_size, ratio, sub_batches
+):
+    sampler = ClassRatioSampler(
+        labels, batch_size=batch_size, ratio=ratio, seed=2, sub_batches=sub_batches
+    )
+    classes = round(ratio * batch_size)
+    share = batch_size // sub_batches
+    for batch in sampler.batches(40):
+        assert batch.shape == (batch_size,)
+        assert len(np.unique(batch)) == batch_size
+        assert len(np.unique(labels[batch])) == classes
+        for part in batch.reshape(sub_batches, share):
+            assert len(np.unique(labels[part])) == classes // sub_batches
+
+
+def test_sub_batches_keep_class_frequencies_uniform():
+    labels = cub_like_labels(num_classes=50, low=20, high=40)
+    sampler = ClassRatioSampler(
+        labels, batch_size=64, ratio=0.25, seed=5, sub_batches=4
+    )
+    hits = collections.Counter()
+    for batch in sampler.batches(300):
+        hits.update(np.unique(labels[batch]).tolist())
+    assert max(hits.values()) - min(hits.values()) <= 1
+
+
+@pytest.mark.parametrize(
+    "batch_size, num_classes, sub_batches, message",
+    [
+        (30, 6, 4, "batch_size 30 does not divide into 4 sub-batches"),
+        (32, 6, 4, "classes per batch C 6 does not divide into 4 sub-batches"),
+        (16, 4, 4, "one class"),
+        (16, 4, 0, "integer >= 1"),
+    ],
+)
+def test_sub_batches_that_do_not_split_the_batch_raise(
+    batch_size, num_classes, sub_batches, message
+):
+    with pytest.raises(ValueError, match=message):
+        check_sub_batches(batch_size, num_classes, sub_batches)
+    with pytest.raises(ValueError, match=message):
+        ClassRatioSampler(
+            cub_like_labels(),
+            batch_size=batch_size,
+            num_classes_per_batch=num_classes,
+            sub_batches=sub_batches,
+        )
+
+
+def _indexed(labels):
+    """(features = 10 * position, labels) dataset, so a feature names its example."""
+    features = np.arange(len(labels), dtype=np.int64) * 10
+    return tf.data.Dataset.from_tensor_slices((features, labels))
+
+
+@pytest.mark.parametrize("replicas, pipelines", [(2, 1), (2, 2), (4, 2), (4, 4)])
+def test_input_pipelines_give_each_replica_its_rows_of_every_global_batch(
+    replicas, pipelines
+):
+    labels = cub_like_labels(num_classes=30, low=10, high=15)
+    batch_size, num_batches, map_seed = 16, 3, 5
+    sampler = ClassRatioSampler(labels, batch_size=batch_size, ratio=0.25, seed=4)
+
+    def with_seed(example, seed):
+        return example[0], example[1], seed
+
+    outputs = [
+        list(
+            class_ratio_dataset(
+                sampler,
+                tensor_lookup(_indexed(labels)),
+                map_fn=with_seed,
+                num_batches=num_batches,
+                map_seed=map_seed,
+                random_map=True,
+                input_context=tf.distribute.InputContext(pipelines, p, replicas),
+            ).as_numpy_iterator()
+        )
+        for p in range(pipelines)
+    ]
+    # The seed stream a single pipeline gives example k of the run, whoever looks it up.
+    seeds = np.array(
+        list(
+            tf.data.Dataset.random(seed=map_seed)
+            .batch(2)
+            .take(num_batches * batch_size)
+            .as_numpy_iterator()
+        )
+    ).reshape(num_batches, batch_size, 2)
+    share, per_pipeline = batch_size // replicas, replicas // pipelines
+    assert all(len(out) == num_batches * per_pipeline for out in outputs)
+    for b, index in enumerate(sampler.batches(num_batches)):
+        for replica in range(replicas):
+            pipeline, local = divmod(replica, per_pipeline)
+            x, y, seed = outputs[pipeline][b * per_pipeline + local]
+            rows = slice(replica * share, (replica + 1) * share)
+            assert np.array_equal(x, index[rows] * 10)
+            assert np.array_equal(y, labels[index[rows]])
+            assert np.array_equal(seed, seeds[b, rows])
+
+
+def test_replica_batches_of_a_split_sampler_hold_c_over_r_classes():
+    labels = cub_like_labels(num_classes=30, low=10, high=15)
+    sampler = ClassRatioSampler(
+        labels, batch_size=32, ratio=0.25, seed=1, sub_batches=2
+    )
+    for pipeline in range(2):
+        context = tf.distribute.InputContext(2, pipeline, 2)
+        for x, y in class_ratio_dataset(
+            sampler,
+            tensor_lookup(_indexed(labels)),
+            num_batches=5,
+            input_context=context,
+        ):
+            assert x.shape == (16,)
+            assert len(np.unique(y.numpy())) == 4
+
+
+def test_batches_that_do_not_split_across_the_replicas_raise():
+    labels = cub_like_labels(num_classes=30, low=10, high=15)
+    lookup = tensor_lookup(_indexed(labels))
+    sampler = ClassRatioSampler(labels, batch_size=18, ratio=0.25)
+    with pytest.raises(ValueError, match="does not split evenly across 4 replicas"):
+        class_ratio_dataset(
+            sampler, lookup, input_context=tf.distribute.InputContext(1, 0, 4)
+        )
+    split = ClassRatioSampler(labels, batch_size=32, ratio=0.25, sub_batches=2)
+    with pytest.raises(ValueError, match="one per replica"):
+        class_ratio_dataset(
+            split, lookup, input_context=tf.distribute.InputContext(1, 0, 4)
+        )
 
 
 def test_tf_data_batches_carry_the_examples_of_their_indices():
