@@ -1,4 +1,11 @@
-"""Checkpoints of a training run: save every N steps, restore the latest on a rerun."""
+"""Checkpoints of a training run: save every N steps, restore the latest on a rerun.
+
+Under a multi-worker strategy only the chief keeps checkpoints (`RunCheckpoints`); every worker
+restores from the chief's directory, which therefore must be on a filesystem all workers see.
+"""
+
+import shutil
+import tempfile
 
 import tensorflow as tf
 from absl import logging
@@ -45,7 +52,11 @@ def restore_latest(
     Raises:
       CheckpointError: the checkpoint files are unreadable or do not match the objects.
     """
-    path = manager.latest_checkpoint
+    return _restore(checkpoint, manager.latest_checkpoint)
+
+
+def _restore(checkpoint: tf.train.Checkpoint, path: str | None) -> str | None:
+    """`restore_latest` of a given checkpoint path (None: nothing to restore)."""
     if path is None:
         return None
     try:
@@ -58,3 +69,61 @@ def restore_latest(
         ) from err
     logging.info("Restored %s", path)
     return path
+
+
+class RunCheckpoints:
+    """Checkpoints of a run trained by one or several workers: the chief writes, every worker restores.
+
+    Every worker must take part in a save (under MultiWorkerMirroredStrategy reading a variable
+    can be a collective), so a worker that is not the chief saves into a temporary directory of
+    its own and deletes it at once, TensorFlow's pattern for multi-worker saving
+    (`tensorflow/python/keras/distribute/distributed_file_utils.py`). Saves are the
+    `tf.train.CheckpointManager`'s: files appear under their final names only when complete.
+
+    Args:
+      directory: the run's checkpoint directory (`checkpoints/`), read by every worker.
+      chief: whether this worker writes `directory` (see `distributed.is_chief`).
+      max_to_keep: how many recent checkpoints the chief keeps.
+      **trackables: what to save, e.g. model=..., optimizer=..., step=tf.Variable(0).
+    """
+
+    def __init__(
+        self, directory: str, chief: bool = True, max_to_keep: int = 3, **trackables
+    ):
+        self.directory = directory
+        self.chief = chief
+        self.max_to_keep = max_to_keep
+        self.checkpoint = tf.train.Checkpoint(**trackables)
+        self._manager = (
+            tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep)
+            if chief
+            else None
+        )
+
+    def restore_latest(self) -> str | None:
+        """Restores the chief's latest checkpoint, as `restore_latest`.
+
+        Returns:
+          The restored path, or None when the chief's directory holds no checkpoint.
+
+        Raises:
+          CheckpointError: the checkpoint is unreadable or does not match the objects.
+        """
+        return _restore(self.checkpoint, tf.train.latest_checkpoint(self.directory))
+
+    def save(self, number: int) -> str | None:
+        """Saves checkpoint `number` (call on every worker).
+
+        Returns:
+          The chief's checkpoint path; None on the other workers (their copy is deleted).
+        """
+        if self.chief:
+            return self._manager.save(checkpoint_number=number)
+        temp = tempfile.mkdtemp(prefix="fl_embed-worker-checkpoint-")
+        try:
+            tf.train.CheckpointManager(self.checkpoint, temp, 1).save(
+                checkpoint_number=number
+            )
+        finally:
+            shutil.rmtree(temp, ignore_errors=True)
+        return None

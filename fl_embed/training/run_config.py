@@ -15,8 +15,15 @@ RESUMABLE_FIELDS = frozenset(
         "log_every",
         "eval_batch_size",
         "cluster_inference",
+        # How the run is spread over devices and workers (issue 7). With the global clustering
+        # loss the replica count does not change what is learned, and in local mode it is
+        # checked through "loss_sub_batches", so a run may move to more or fewer devices.
+        "strategy",
+        "replicas",
     }
 )
+# Settings added after runs were first stored, with the value an older run_config.json means.
+ADDED_FIELD_DEFAULTS = {"cluster_loss_mode": "global", "loss_sub_batches": 1}
 
 
 class RunConfigMismatchError(ValueError):
@@ -46,6 +53,7 @@ def read_run_config(output_dir: str) -> dict[str, Any] | None:
 
 def _differences(stored: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
     """`name: stored -> wanted` for every non-resumable setting that differs."""
+    stored, wanted = ({**ADDED_FIELD_DEFAULTS, **c} for c in (stored, wanted))
     names = sorted((set(stored) | set(wanted)) - RESUMABLE_FIELDS)
     return [
         f"{name}: {stored.get(name)!r} (stored) vs {wanted.get(name)!r} (now)"
@@ -55,14 +63,19 @@ def _differences(stored: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
 
 
 def check_run_config(
-    output_dir: str, config: dict[str, Any], resume_hint: str = ""
+    output_dir: str, config: dict[str, Any], resume_hint: str = "", write: bool = True
 ) -> bool:
     """Stores `config` in a fresh `output_dir`, or checks that it matches the run already there.
+
+    A setting missing from an older stored run (or from `config`) counts as its
+    `ADDED_FIELD_DEFAULTS` value.
 
     Args:
       output_dir: the run's directory (created if missing).
       config: JSON-serialisable settings of the run.
       resume_hint: how to rerun the stored run, added to the error message.
+      write: store `config` in a fresh directory; False only checks a stored run (a worker
+        that is not the chief of a multi-worker run).
 
     Returns:
       True if `output_dir` already held this run (resume), False if it was fresh.
@@ -75,6 +88,8 @@ def check_run_config(
         json.dumps(config)
     )  # tuples -> lists, as they come back from the file
     stored = read_run_config(output_dir)
+    if stored is None and not write:
+        return False
     if stored is None:
         os.makedirs(output_dir, exist_ok=True)
         path = os.path.join(output_dir, RUN_CONFIG_FILE)

@@ -50,3 +50,73 @@ def test_unreadable_settings_file_is_refused(tmp_path):
     (tmp_path / "run_config.json").write_text("{not json")
     with pytest.raises(RunConfigMismatchError, match="unreadable"):
         check_run_config(str(tmp_path), SETTINGS)
+
+
+def test_a_worker_that_is_not_the_chief_never_writes(tmp_path):
+    out = tmp_path / "run"
+    assert check_run_config(str(out), SETTINGS, write=False) is False
+    assert not out.exists()
+
+
+def test_a_worker_that_is_not_the_chief_checks_the_stored_run(tmp_path):
+    check_run_config(str(tmp_path), SETTINGS)
+    assert check_run_config(str(tmp_path), dict(SETTINGS), write=False) is True
+    with pytest.raises(RunConfigMismatchError, match="'clustering' \\(stored\\)"):
+        check_run_config(str(tmp_path), {**SETTINGS, "loss": "npairs"}, write=False)
+
+
+DISTRIBUTED = {
+    **SETTINGS,
+    "strategy": "mirrored",
+    "replicas": 2,
+    "cluster_loss_mode": "global",
+    "loss_sub_batches": 1,
+}
+
+
+def test_more_replicas_or_another_strategy_resume_a_global_mode_run(tmp_path):
+    check_run_config(str(tmp_path), DISTRIBUTED)
+    moved = {**DISTRIBUTED, "strategy": "multi_worker", "replicas": 4}
+    assert check_run_config(str(tmp_path), moved) is True
+    assert read_run_config(str(tmp_path))["strategy"] == "mirrored"
+
+
+@pytest.mark.parametrize(
+    "change, difference",
+    [
+        (
+            {"cluster_loss_mode": "local", "loss_sub_batches": 2},
+            "cluster_loss_mode: 'global' (stored) vs 'local' (now)",
+        ),
+        ({"cluster_loss_mode": "local"}, "cluster_loss_mode"),
+    ],
+)
+def test_another_cluster_loss_mode_is_refused(tmp_path, change, difference):
+    check_run_config(str(tmp_path), DISTRIBUTED)
+    with pytest.raises(RunConfigMismatchError) as err:
+        check_run_config(str(tmp_path), {**DISTRIBUTED, **change})
+    assert difference in str(err.value)
+    assert "strategy" not in str(err.value)
+
+
+def test_another_replica_count_in_local_mode_is_refused(tmp_path):
+    local = {**DISTRIBUTED, "cluster_loss_mode": "local", "loss_sub_batches": 2}
+    check_run_config(str(tmp_path), local)
+    with pytest.raises(
+        RunConfigMismatchError, match="loss_sub_batches: 2 \\(stored\\) vs 4 \\(now\\)"
+    ):
+        check_run_config(str(tmp_path), {**local, "replicas": 4, "loss_sub_batches": 4})
+
+
+def test_a_run_stored_before_the_distribution_settings_counts_as_global(tmp_path):
+    check_run_config(str(tmp_path), SETTINGS)
+    one_device = {
+        **SETTINGS,
+        "strategy": "default",
+        "replicas": 1,
+        "cluster_loss_mode": "global",
+        "loss_sub_batches": 1,
+    }
+    assert check_run_config(str(tmp_path), one_device) is True
+    with pytest.raises(RunConfigMismatchError, match="'global' \\(stored\\)"):
+        check_run_config(str(tmp_path), {**one_device, "cluster_loss_mode": "local"})
