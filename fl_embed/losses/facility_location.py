@@ -378,30 +378,119 @@ def pam_refine(
     return _pam(distances, classes, medoids, margin_multiplier, margin_type, iterations)
 
 
+class _TwoNearest(NamedTuple):
+    """The nearest and second-nearest slot of every point under the current S.
+
+    Order is by (distance, slot), so `slot1` is the lowest slot at the minimum distance, as in
+    g(S) before medoids are forced into their own slot; slots are m and distances +inf where
+    there is no such slot.
+    """
+
+    dist1: tf.Tensor  # float32 [P]
+    slot1: tf.Tensor  # int32 [P]
+    dist2: tf.Tensor
+    slot2: tf.Tensor
+
+
+def _two_nearest(slot_distances: tf.Tensor) -> _TwoNearest:
+    """[slots, P] distances -> `_TwoNearest` of the P points."""
+    num_slots = tf.shape(slot_distances)[0]
+    d1, s1 = _nearest_slot(slot_distances)
+    rest = tf.where(
+        tf.equal(tf.range(num_slots)[:, None], s1[None, :]),
+        float("inf"),
+        slot_distances,
+    )
+    d2, s2 = _nearest_slot(rest)
+    return _TwoNearest(
+        d1,
+        tf.where(tf.math.is_inf(d1), num_slots, s1),
+        d2,
+        tf.where(tf.math.is_inf(d2), num_slots, s2),
+    )
+
+
 def _pam(distances, classes: _Classes, medoids, gamma, margin_type, iterations):
     m = tf.shape(distances)[0]
     chunk = tf.minimum(m, _PAM_CHUNK)
     index = tf.range(m)
-    columns = tf.transpose(distances)  # column q holds D[q, :]
     slots = tf.range(m)
+    labels = classes.labels
+    columns = tf.transpose(distances)  # column q holds D[q, :]
+    # Row m is the "distance" of an unused slot: +inf to every point.
+    padded = tf.concat([distances, tf.fill([1, m], float("inf"))], axis=0)
 
-    def swap_slot(k, medoids, frozen, member_order, starts, sizes, cluster_energy):
-        others = tf.where(
-            tf.equal(slots, k)[:, None], float("inf"), _slot_rows(distances, medoids)
+    def base_without(k, medoids, near: _TwoNearest, cell_table):
+        """The clustering by S without slot k: points of cluster k go to their second slot."""
+        in_k = tf.equal(near.slot1, k)
+        mind = tf.where(in_k, near.dist2, near.dist1)
+        asg = tf.where(in_k, near.slot2, near.slot1)
+        # The other medoids keep their own slot (unused slots write to a scratch entry).
+        slot_of = tf.tensor_scatter_nd_update(
+            tf.fill([m + 1], m), medoids[:, None], slots
+        )[:m]
+        fixed = (slot_of < m) & tf.not_equal(slot_of, k)
+        asg = tf.where(fixed, slot_of, asg)
+        # Cell ids: each point writes its index at its (slot, class) key and reads back the
+        # winner, one member per cell. The table is carried across calls and never cleared:
+        # only keys written just now are read. O(m) instead of an O(m^2) fill.
+        key = asg * m + labels
+        cell_table = tf.tensor_scatter_nd_update(cell_table, key[:, None], index)
+        cell = tf.where(asg < m, tf.gather(cell_table, key), m)
+        return _make_base(mind, asg, fixed, cell), cell_table
+
+    def move_slot(k, new, medoids, near: _TwoNearest) -> _TwoNearest:
+        """`near` for `medoids`, where S[k] has just become `new`: (D[new], k) enters every
+        point's pair; points that had k among their two nearest are recomputed from scratch, a
+        chunk at a time."""
+        row = tf.gather(distances, new)
+        first = (row < near.dist1) | (tf.equal(row, near.dist1) & (k < near.slot1))
+        second = (row < near.dist2) | (tf.equal(row, near.dist2) & (k < near.slot2))
+        d1 = tf.where(first, row, near.dist1)
+        s1 = tf.where(first, k, near.slot1)
+        d2 = tf.where(first, near.dist1, tf.where(second, row, near.dist2))
+        s2 = tf.where(first, near.slot1, tf.where(second, k, near.slot2))
+        stale = tf.equal(near.slot1, k) | tf.equal(near.slot2, k)
+        order = tf.argsort(tf.cast(~stale, tf.int32), stable=True)  # stale points first
+        num_stale = tf.reduce_sum(tf.cast(stale, tf.int32))
+
+        def fix_chunk(q, d1, s1, d2, s2):
+            pos = q * chunk + tf.range(chunk)
+            points = tf.gather(order, tf.minimum(pos, m - 1))
+            fresh = _two_nearest(tf.gather(tf.gather(padded, points, axis=1), medoids))
+            target = tf.where(pos < num_stale, points, m)[:, None]
+
+            def put(old, new_values):
+                extended = tf.concat([old, old[:1]], axis=0)
+                return tf.tensor_scatter_nd_update(extended, target, new_values)[:-1]
+
+            return (
+                q + 1,
+                put(d1, fresh.dist1),
+                put(s1, fresh.slot1),
+                put(d2, fresh.dist2),
+                put(s2, fresh.slot2),
+            )
+
+        _, d1, s1, d2, s2 = tf.while_loop(
+            lambda q, *_: q * chunk < num_stale,
+            fix_chunk,
+            (tf.constant(0), d1, s1, d2, s2),
         )
-        mind, asg = _nearest_slot(others)
-        asg = tf.where(
-            tf.math.is_inf(mind), m, asg
-        )  # only slot k exists: nothing assigned
-        other_medoids = tf.where(tf.equal(slots, k), -1, medoids)
-        is_other_medoid = tf.equal(index[:, None], other_medoids[None, :])  # [m, slots]
-        fixed = tf.reduce_any(is_other_medoid, axis=1)
-        asg = tf.where(
-            fixed,
-            tf.reduce_sum(tf.where(is_other_medoid, slots[None, :], 0), axis=1),
-            asg,
-        )
-        base = _make_base(mind, asg, fixed, _cell_ids(asg, classes.labels))
+        return _TwoNearest(d1, s1, d2, s2)
+
+    def swap_slot(
+        k,
+        medoids,
+        near,
+        cell_table,
+        frozen,
+        member_order,
+        starts,
+        sizes,
+        cluster_energy,
+    ):
+        base, cell_table = base_without(k, medoids, near, cell_table)
 
         def score_chunk(q, scores):
             pos = starts[k] + q * chunk + tf.range(chunk)
@@ -420,45 +509,68 @@ def _pam(distances, classes: _Classes, medoids, gamma, margin_type, iterations):
             (tf.constant(0), tf.fill([m + 1], -float("inf"))),
         )
         best = _argmax_lowest_index(scores[:m], tf.equal(frozen, k))
-        return tf.tensor_scatter_nd_update(medoids, [[k]], [best])
-
-    def visit_slot(k, medoids, frozen, member_order, starts, sizes, cluster_energy):
-        # A cluster of one member has its medoid as the only candidate: nothing to score.
-        medoids = tf.cond(
-            sizes[k] > 1,
-            lambda: swap_slot(
-                k, medoids, frozen, member_order, starts, sizes, cluster_energy
-            ),
-            lambda: medoids,
+        swapped = tf.tensor_scatter_nd_update(medoids, [[k]], [best])
+        near = tf.cond(
+            tf.equal(best, medoids[k]),
+            lambda: near,
+            lambda: move_slot(k, best, swapped, near),
         )
-        return k + 1, medoids
+        return swapped, near, cell_table
 
-    def sweep(t, medoids, changed):
+    def sweep(t, medoids, near, cell_table, changed):
         del changed
-        frozen = cluster_assignment(distances, medoids)
+        frozen = _force_medoid_slots(near.slot1, medoids)  # g(S), eq. 7
         same = tf.equal(frozen[:, None], frozen[None, :])
         # F(X_{cluster of j}, {j}) for every j, under the frozen assignment.
         cluster_energy = -tf.reduce_sum(tf.where(same, distances, 0.0), axis=1)
         member_order = tf.argsort(frozen, stable=True)
-        sizes = tf.reduce_sum(
-            tf.cast(tf.equal(slots[:, None], frozen[None, :]), tf.int32), axis=1
-        )
+        sizes = tf.math.unsorted_segment_sum(tf.ones([m], tf.int32), frozen, m)
         starts = tf.cumsum(sizes, exclusive=True)
-        _, swapped = tf.while_loop(
-            lambda k, _: k < classes.num_classes,
-            lambda k, s: visit_slot(
-                k, s, frozen, member_order, starts, sizes, cluster_energy
-            ),
-            (tf.constant(0), medoids),
+
+        def visit_slot(k, medoids, near, cell_table):
+            # A cluster of one member has its medoid as the only candidate: nothing to score.
+            medoids, near, cell_table = tf.cond(
+                sizes[k] > 1,
+                lambda: swap_slot(
+                    k,
+                    medoids,
+                    near,
+                    cell_table,
+                    frozen,
+                    member_order,
+                    starts,
+                    sizes,
+                    cluster_energy,
+                ),
+                lambda: (medoids, near, cell_table),
+            )
+            return k + 1, medoids, near, cell_table
+
+        _, swapped, near, cell_table = tf.while_loop(
+            lambda k, *_: k < classes.num_classes,
+            visit_slot,
+            (tf.constant(0), medoids, near, cell_table),
         )
-        return t + 1, swapped, tf.reduce_any(tf.not_equal(swapped, medoids))
+        return (
+            t + 1,
+            swapped,
+            near,
+            cell_table,
+            tf.reduce_any(tf.not_equal(swapped, medoids)),
+        )
 
     # A sweep is a function of S alone, so once a sweep changes nothing every later sweep would
     # change nothing either: stopping there returns exactly what T sweeps return.
-    _, medoids, _ = tf.while_loop(
-        lambda t, _, changed: (t < iterations) & changed,
+    _, medoids, _, _, _ = tf.while_loop(
+        lambda t, *args: (t < iterations) & args[-1],
         sweep,
-        (tf.constant(0), medoids, tf.constant(True)),
+        (
+            tf.constant(0),
+            medoids,
+            _two_nearest(tf.gather(padded, medoids)),
+            tf.zeros([m * (m + 1)], tf.int32),
+            tf.constant(True),
+        ),
     )
     return medoids
 

@@ -80,6 +80,22 @@ def test_numpy_fallback_gives_identical_medoids_to_the_tensorflow_inference():
         np.testing.assert_array_equal(xla, numpy)
 
 
+@pytest.mark.parametrize("m, num_classes, dim", [(48, 12, 2), (64, 8, 2), (96, 24, 3)])
+def test_identical_medoids_on_larger_batches_where_pam_moves_many_medoids(
+    m, num_classes, dim
+):
+    # Low-dimensional points make Algorithm 2 swap often, which exercises the incremental
+    # nearest/second-nearest bookkeeping of the XLA inference (a stale update there showed up only
+    # at m >= 48).
+    rng = np.random.default_rng(11)
+    for _ in range(4):
+        x, y = _batch(rng, m, num_classes, dim=dim)
+        gamma = float(rng.choice([0.5, 1.0, 3.0]))
+        xla = loss_augmented_inference(y, x, gamma).numpy()
+        numpy = loss_augmented_inference(y, x, gamma, inference="numpy").numpy()
+        np.testing.assert_array_equal(xla, numpy)
+
+
 def test_greedy_alone_matches_algorithm_1():
     rng = np.random.default_rng(5)
     x, y = _batch(rng, 10, 3)
