@@ -99,9 +99,6 @@ def _solution(distances, labels, medoids, margin_type) -> _Solution:
     return _Solution(medoids, tf.gather(medoids, asg), oracle_partner, margin, nmi)
 
 
-_JIT_SOLVERS: dict = {}
-
-
 def _solve(
     embeddings, labels, gamma, margin_type, enable_pam, iterations, inference
 ) -> _Solution:
@@ -122,25 +119,6 @@ def _solve(
             distances, labels, gamma, margin_type, enable_pam, iterations
         )
     return _solution(distances, labels, medoids, margin_type)
-
-
-def _solver(margin_type: str, enable_pam: bool, iterations: int, inference: str):
-    """The solver to call here.
-
-    Eagerly, the "xla" solver is a `jit_compile=True` function, compiled once per batch size.
-    Inside a `tf.function` it is inlined into the caller's graph: compile the train step with
-    `jit_compile=True` (Keras: `model.compile(jit_compile=True)`) and it is compiled with it. (A
-    jit-compiled function nested in a graph that is not compiled itself is recompiled on every
-    call by TensorFlow, which would cost seconds a step.)
-    """
-    args = (margin_type, enable_pam, iterations, inference)
-    if inference != "xla" or not tf.executing_eagerly():
-        return lambda e, y, g: _solve(e, y, g, *args)
-    if args not in _JIT_SOLVERS:
-        _JIT_SOLVERS[args] = tf.function(
-            lambda e, y, g: _solve(e, y, g, *args), jit_compile=True
-        )
-    return _JIT_SOLVERS[args]
 
 
 def _pair_distance_sum(embeddings: tf.Tensor, partner: tf.Tensor) -> tf.Tensor:
@@ -180,6 +158,51 @@ def _hinge(
     return hinge(embeddings)
 
 
+def _terms(embeddings, labels, gamma, margin_type, enable_pam, iterations, inference):
+    """Loss (with its custom gradient), F(X, S), F~, margin, NMI, padded medoids, K."""
+    dense = _dense_labels(labels)
+    stopped = tf.stop_gradient(embeddings)
+    sol = _solve(stopped, dense, gamma, margin_type, enable_pam, iterations, inference)
+    num_classes = tf.reduce_sum(
+        tf.cast(tf.equal(dense, tf.range(tf.shape(dense)[0])), tf.int32)
+    )
+    score_pred = -_pair_distance_sum(stopped, sol.partner)
+    score_oracle = -_pair_distance_sum(stopped, sol.oracle_partner)
+    loss = _hinge(
+        embeddings,
+        sol.partner,
+        sol.oracle_partner,
+        gamma,
+        sol.margin,
+        score_pred,
+        score_oracle,
+    )
+    return loss, score_pred, score_oracle, sol.margin, sol.nmi, sol.medoids, num_classes
+
+
+_JIT_TERMS: dict = {}
+
+
+def _terms_fn(margin_type: str, enable_pam: bool, iterations: int, inference: str):
+    """The function computing `_terms` here.
+
+    Eagerly, with the "xla" inference, it is a `jit_compile=True` function (loss, custom gradient
+    and inference in one XLA program), compiled once per batch size. Inside a `tf.function` it is
+    inlined into the caller's graph: compile the train step with `jit_compile=True` (Keras:
+    `model.compile(jit_compile=True)`) and it is compiled with it. (A jit-compiled function nested
+    in a graph that is not compiled itself is recompiled on every call by TensorFlow, which would
+    cost seconds a step.)
+    """
+    args = (margin_type, enable_pam, iterations, inference)
+    if inference != "xla" or not tf.executing_eagerly():
+        return lambda e, y, g: _terms(e, y, g, *args)
+    if args not in _JIT_TERMS:
+        _JIT_TERMS[args] = tf.function(
+            lambda e, y, g: _terms(e, y, g, *args), jit_compile=True
+        )
+    return _JIT_TERMS[args]
+
+
 def cluster_loss_terms(
     labels,
     embeddings,
@@ -195,34 +218,16 @@ def cluster_loss_terms(
     """
     gamma = _check_options(margin_multiplier, margin_type, pam_iterations, inference)
     labels, embeddings = check_labels_embeddings(labels, embeddings, "cluster_loss")
-    dense = _dense_labels(labels)
-    solve = _solver(
+    loss, score_pred, score_oracle, margin, nmi, medoids, num_classes = _terms_fn(
         margin_type, bool(enable_pam_finetuning), int(pam_iterations), inference
-    )
-    sol = solve(tf.stop_gradient(embeddings), dense, gamma)
-    num_classes = tf.reduce_sum(
-        tf.cast(tf.equal(dense, tf.range(tf.shape(dense)[0])), tf.int32)
-    )
-    sol = sol._replace(medoids=sol.medoids[:num_classes])
-    stopped = tf.stop_gradient(embeddings)
-    score_pred = -_pair_distance_sum(stopped, sol.partner)
-    score_oracle = -_pair_distance_sum(stopped, sol.oracle_partner)
-    loss = _hinge(
-        embeddings,
-        sol.partner,
-        sol.oracle_partner,
-        gamma,
-        sol.margin,
-        score_pred,
-        score_oracle,
-    )
+    )(embeddings, labels, gamma)
     return ClusterLossTerms(
         loss=loss,
         score_pred=score_pred,
         score_oracle=score_oracle,
-        margin=sol.margin,
-        nmi=sol.nmi,
-        medoids=sol.medoids,
+        margin=margin,
+        nmi=nmi,
+        medoids=medoids[:num_classes],
     )
 
 
