@@ -4,6 +4,10 @@
 
 Every unset flag takes the data set's value from `experiments/configs.py` (the paper's, section
 3.5). Rerunning the same command resumes from the latest checkpoint in --output_dir.
+
+Several machines (issue 7): start the same command on every worker with --strategy=multi_worker
+and a TF_CONFIG naming the cluster and the worker's task; --output_dir must be on a filesystem
+all of them see. Worker 0 (or the "chief" task) writes the run directory, the others only read it.
 """
 
 import os
@@ -26,18 +30,24 @@ from fl_embed.training import (
     Progress,
     RunConfigMismatchError,
     check_run_config,
-    checkpoint_manager,
     make_train_step,
     margin_multiplier_schedule,
     markdown_table,
-    restore_latest,
     runs,
     write_scalars,
 )
+from fl_embed.training.checkpoints import RunCheckpoints
 from fl_embed.training.distributed import (
     CLUSTER_LOSS_MODES,
+    STRATEGIES,
+    check_batch_split,
+    check_workers_agree,
+    chief_write_path,
+    is_chief,
+    loss_sub_batches,
     make_replicated_train_step,
     make_strategy,
+    weights_digest,
 )
 
 FLAGS = flags.FLAGS
@@ -130,17 +140,17 @@ flags.DEFINE_enum(
 flags.DEFINE_enum(
     "strategy",
     "default",
-    # multi_worker (make_strategy) waits for chief-only checkpoint writing (issue 7).
-    ("default", "mirrored"),
-    "Distribution: default (one device) or mirrored (this machine's devices; each replica gets "
-    "its share of every batch).",
+    STRATEGIES,
+    "Distribution: default (one device), mirrored (this machine's devices) or multi_worker "
+    "(MultiWorkerMirroredStrategy over the workers named in TF_CONFIG). Each replica gets its "
+    "share of every batch.",
 )
 flags.DEFINE_enum(
     "cluster_loss_mode",
     "global",
     CLUSTER_LOSS_MODES,
     "With several replicas: global (all-gathered, every loss sees the whole batch) or local "
-    "(each replica's sub-batch).",
+    "(each replica's sub-batch of m/R examples from exactly C/R classes).",
 )
 flags.DEFINE_boolean(
     "show_floor",
@@ -182,8 +192,13 @@ def _check_classes_per_batch(values):
     return True
 
 
-def run_settings() -> dict:
-    """The data set's config with every set flag applied, plus the loss and the seed."""
+def run_settings(replicas: int = 1) -> dict:
+    """The data set's config with every set flag applied, plus the loss, seed and distribution.
+
+    Args:
+      replicas: replicas of the strategy; with the local loss mode each one's sub-batch is a
+        separate loss ("loss_sub_batches"), which is part of what the run learns.
+    """
     settings = configs.get_config(FLAGS.dataset).__dict__.copy()
     for name in CONFIG_FLAGS:
         if FLAGS[name].value is not None:
@@ -191,7 +206,13 @@ def run_settings() -> dict:
     if settings["weights"] in ("none", ""):
         settings["weights"] = None
     settings.update(
-        loss=FLAGS.loss, seed=FLAGS.seed, cluster_inference=FLAGS.cluster_inference
+        loss=FLAGS.loss,
+        seed=FLAGS.seed,
+        cluster_inference=FLAGS.cluster_inference,
+        strategy=FLAGS.strategy,
+        replicas=replicas,
+        cluster_loss_mode=FLAGS.cluster_loss_mode,
+        loss_sub_batches=loss_sub_batches(FLAGS.cluster_loss_mode, replicas),
     )
     return settings
 
@@ -202,6 +223,8 @@ def settings_flagfile(settings: dict) -> str:
         f"--dataset={FLAGS.dataset}",
         f"--loss={FLAGS.loss}",
         f"--seed={FLAGS.seed}",
+        f"--strategy={FLAGS.strategy}",
+        f"--cluster_loss_mode={FLAGS.cluster_loss_mode}",
     ]
     lines += [f"--output_dir={FLAGS.output_dir}"]
     lines += [f"--data_dir={FLAGS.data_dir}"] if FLAGS.data_dir else []
@@ -214,14 +237,20 @@ def settings_flagfile(settings: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def prepare_output_dir(settings: dict) -> bool:
-    """Stores the settings in a fresh --output_dir or checks the run already there; True if resuming."""
+def prepare_output_dir(settings: dict, chief: bool = True) -> bool:
+    """Stores the settings in a fresh --output_dir or checks the run already there; True if resuming.
+
+    Only the chief writes; another worker checks a stored run and otherwise leaves it to the chief.
+    """
     flagfile = os.path.join(FLAGS.output_dir, "flags.txt")
     hint = f" (python -m experiments.train --flagfile={flagfile})"
-    resumed = check_run_config(FLAGS.output_dir, settings, resume_hint=hint)
-    if not resumed:
-        with open(flagfile, "w") as f:
+    resumed = check_run_config(
+        FLAGS.output_dir, settings, resume_hint=hint, write=chief
+    )
+    if chief and not resumed:
+        with open(flagfile + ".tmp", "w") as f:
             f.write(settings_flagfile(settings))
+        os.replace(flagfile + ".tmp", flagfile)
     return resumed
 
 
@@ -240,10 +269,24 @@ def evaluate_split(embed, settings: dict, step: int, writer) -> dict:
 
 def main(argv):
     del argv
-    settings = run_settings()
+    # MultiWorkerMirroredStrategy must exist before TensorFlow's runtime starts.
     try:
-        resumed = prepare_output_dir(settings)
-    except RunConfigMismatchError as err:
+        strategy = make_strategy(FLAGS.strategy)
+    except ValueError as err:
+        sys.exit(f"error: {err}")
+    chief, replicas = is_chief(strategy), strategy.num_replicas_in_sync
+    settings = run_settings(replicas)
+    try:
+        check_batch_split(
+            settings["batch_size"],
+            classes_per_batch(
+                settings["batch_size"], settings["classes_per_batch_ratio"]
+            ),
+            replicas,
+            FLAGS.cluster_loss_mode,
+        )
+        resumed = prepare_output_dir(settings, chief)
+    except (ValueError, RunConfigMismatchError) as err:
         sys.exit(f"error: {err}")
     keras.utils.set_random_seed(settings["seed"])
     logging.info(
@@ -253,7 +296,6 @@ def main(argv):
         settings,
     )
 
-    strategy = make_strategy(FLAGS.strategy)
     with strategy.scope():
         model = runs.build_model(settings)
         optimizer = keras.optimizers.RMSprop(settings["learning_rate"])
@@ -265,20 +307,27 @@ def main(argv):
     )
     gamma = tf.Variable(gamma_at(0), trainable=False, name="margin_multiplier")
     step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-    checkpoint, manager = checkpoint_manager(
+    checkpoints = RunCheckpoints(
         os.path.join(FLAGS.output_dir, runs.CHECKPOINT_DIR),
+        chief=chief,
         model=model,
         optimizer=optimizer,
         step=step,
     )
     try:
-        restore_latest(checkpoint, manager)
-    except CheckpointError as err:
+        checkpoints.restore_latest()
+        start_step = check_workers_agree(
+            strategy,
+            int(step.numpy()),
+            "the step restored from --output_dir",
+            " Every worker must see the chief's --output_dir (a shared filesystem).",
+        )
+    except (CheckpointError, ValueError) as err:
         sys.exit(f"error: {err}")
-    start_step, total = int(step.numpy()), settings["train_steps"]
+    total = settings["train_steps"]
     scale = models.preprocess_for(settings["backbone"])
-    batches = runs.train_batches(settings, start_step, FLAGS.data_dir)
     if FLAGS.strategy == "default":
+        batches = runs.train_batches(settings, start_step, FLAGS.data_dir)
         train_step = make_train_step(
             model,
             optimizer,
@@ -288,6 +337,17 @@ def main(argv):
             settings["cluster_inference"],
         )
     else:
+        # Every pipeline draws the same global batches (same seed and start step) and keeps its
+        # replicas' rows; TensorFlow's auto-sharding is not involved (see BUILD_NOTES.md).
+        batches = strategy.distribute_datasets_from_function(
+            lambda context: runs.train_batches(
+                settings,
+                start_step,
+                FLAGS.data_dir,
+                sub_batches=settings["loss_sub_batches"],
+                input_context=context,
+            )
+        )
         train_step = make_replicated_train_step(
             strategy,
             model,
@@ -298,19 +358,28 @@ def main(argv):
             settings["cluster_inference"],
             FLAGS.cluster_loss_mode,
         )
-        batches = strategy.experimental_distribute_dataset(batches)
     logging.info(
-        "%d replica(s), %s strategy", strategy.num_replicas_in_sync, FLAGS.strategy
+        "%d replica(s), %s strategy%s",
+        strategy.num_replicas_in_sync,
+        FLAGS.strategy,
+        "" if chief else ", not the chief: the chief writes the run directory",
     )
     embed = runs.embed_fn(model, settings["backbone"])
     batches = iter(batches)
-    train_writer = tf.summary.create_file_writer(
-        os.path.join(FLAGS.output_dir, "train")
-    )
-    eval_writer = tf.summary.create_file_writer(os.path.join(FLAGS.output_dir, "eval"))
+    if chief:
+        train_writer = tf.summary.create_file_writer(
+            os.path.join(FLAGS.output_dir, "train")
+        )
+        eval_writer = tf.summary.create_file_writer(
+            os.path.join(FLAGS.output_dir, "eval")
+        )
+    else:
+        train_writer = eval_writer = tf.summary.create_noop_writer()
 
+    # Evaluation embeds the test split with the local copy of the weights (no collective), so
+    # only the chief does it; the other workers wait for it at the next step's all-reduce.
     initial = None
-    if settings["eval_at_start"] and start_step == 0:
+    if chief and settings["eval_at_start"] and start_step == 0:
         initial = evaluate_split(embed, settings, 0, eval_writer)
     progress = Progress(total, start_step)
     window = {}
@@ -332,25 +401,40 @@ def main(argv):
             )
             window = {}
         if current % settings["checkpoint_every"] == 0 or current == total:
-            manager.save(checkpoint_number=current)
+            checkpoints.save(current)
         if (
-            settings["eval_every"]
+            chief
+            and settings["eval_every"]
             and current % settings["eval_every"] == 0
             and current != total
         ):
             evaluate_split(embed, settings, current, eval_writer)
 
-    metrics = evaluate_split(embed, settings, total, eval_writer)
-    write_metrics_json(
-        os.path.join(FLAGS.output_dir, runs.METRICS_FILE),
-        metrics,
-        step=total,
-        **settings,
-    )
-    export_dir = runs.export_run(
-        model, settings, os.path.join(FLAGS.output_dir, runs.EXPORT_DIR)
-    )
-    logging.info("Exported the SavedModel to %s", export_dir)
+    with chief_write_path(
+        os.path.join(FLAGS.output_dir, runs.EXPORT_DIR), chief
+    ) as export_dir:
+        runs.export_run(model, settings, export_dir)
+    if chief:
+        logging.info("Exported the SavedModel to %s", export_dir)
+        metrics = evaluate_split(embed, settings, total, eval_writer)
+        write_metrics_json(
+            os.path.join(FLAGS.output_dir, runs.METRICS_FILE),
+            metrics,
+            step=total,
+            **settings,
+        )
+    # Also keeps the workers together: one that exits while the chief still evaluates is
+    # reported to the chief as a crashed task.
+    try:
+        digest = check_workers_agree(
+            strategy, weights_digest(model), "the trained weights"
+        )
+    except ValueError as err:
+        sys.exit(f"error: {err}")
+    logging.info("Weights digest %016x, the same on every worker", digest)
+    if not chief:
+        logging.info("Worker done; the chief evaluated and wrote the run.")
+        return
     rows = {f"{settings['loss']} loss, {total} steps": metrics}
     if initial is not None:
         rows = {"untrained model": initial, **rows}

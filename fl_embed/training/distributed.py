@@ -12,13 +12,19 @@ optimizers apply to gradients) gives the value and the gradient of the single-de
 concatenated batch (`global`) or the mean of the sub-batch losses (`local`).
 """
 
+import contextlib
+import hashlib
 import json
 import os
-from collections.abc import Callable
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
 
 import keras
+import numpy as np
 import tensorflow as tf
 
+from fl_embed.samplers import check_sub_batches
 from fl_embed.training.step import (
     DEFAULT_CLUSTER_INFERENCE,
     check_loss_name,
@@ -45,7 +51,8 @@ def make_strategy(
       The strategy; build the model and optimizer under its `scope()`.
 
     Raises:
-      ValueError: unknown name, or "multi_worker" without a TF_CONFIG naming a cluster.
+      ValueError: unknown name, or "multi_worker" without a valid TF_CONFIG (see
+        `check_tf_config`).
     """
     if name not in STRATEGIES:
         raise ValueError(
@@ -55,12 +62,134 @@ def make_strategy(
         return tf.distribute.get_strategy()
     if name == "mirrored":
         return tf.distribute.MirroredStrategy(devices)
-    config = json.loads(os.environ.get("TF_CONFIG") or "{}")
-    if not config.get("cluster", {}).get("worker"):
-        raise ValueError(
-            "--strategy=multi_worker reads the cluster from TF_CONFIG, which names no workers."
-        )
+    check_tf_config(os.environ.get("TF_CONFIG"))
     return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+def check_tf_config(text: str | None) -> dict:
+    """The TF_CONFIG of a MultiWorkerMirroredStrategy worker, checked before TensorFlow reads it.
+
+    Expected: {"cluster": {"worker": ["host:port", ...], optionally "chief": ["host:port"]},
+    "task": {"type": "worker" or "chief", "index": i}}, the same on every worker but the task.
+
+    Args:
+      text: the TF_CONFIG environment variable (None if unset).
+
+    Returns:
+      The parsed config.
+
+    Raises:
+      ValueError: unset, not JSON, no workers in the cluster, or a task that is not one of the
+        cluster's chief or worker entries; the message says which.
+    """
+    example = (
+        'e.g. TF_CONFIG=\'{"cluster": {"worker": ["host1:port", "host2:port"]}, '
+        '"task": {"type": "worker", "index": 0}}\''
+    )
+    if not text:
+        raise ValueError(
+            f"--strategy=multi_worker reads the cluster from TF_CONFIG, which is not set; {example}."
+        )
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"TF_CONFIG is not valid JSON ({err}); {example}.") from err
+    cluster = config.get("cluster") if isinstance(config, dict) else None
+    if not isinstance(cluster, dict) or not cluster.get("worker"):
+        raise ValueError(
+            f"--strategy=multi_worker reads the cluster from TF_CONFIG, which names no workers; "
+            f"{example}."
+        )
+    task = config.get("task")
+    task_type = task.get("type") if isinstance(task, dict) else None
+    if task_type not in ("chief", "worker") or not cluster.get(task_type):
+        raise ValueError(
+            f"TF_CONFIG task {task!r} is not a chief or worker of the cluster {cluster}; {example}."
+        )
+    index = task.get("index", 0)
+    if (
+        isinstance(index, bool)
+        or not isinstance(index, int)
+        or not 0 <= index < len(cluster[task_type])
+    ):
+        raise ValueError(
+            f"TF_CONFIG task index {index!r} is not one of the {len(cluster[task_type])} "
+            f"{task_type} entries of the cluster."
+        )
+    return config
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """True for the worker that writes a run's files: the only one outside multi_worker."""
+    return bool(strategy.extended.should_checkpoint)
+
+
+@contextlib.contextmanager
+def chief_write_path(path: str, chief: bool) -> Iterator[str]:
+    """`path` on the chief; on another worker a path in a temporary directory deleted on exit.
+
+    Saving a SavedModel under MultiWorkerMirroredStrategy is done by every worker (it may read
+    variables collectively), but only the chief's copy is kept (TensorFlow's pattern).
+    """
+    if chief:
+        yield path
+        return
+    temp = tempfile.mkdtemp(prefix="fl_embed-worker-")
+    try:
+        yield os.path.join(temp, os.path.basename(path))
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def loss_sub_batches(mode: str, replicas: int) -> int:
+    """How many separate batches a step's loss sees: R replicas in local mode, 1 in global."""
+    return replicas if _check_mode(mode) == "local" else 1
+
+
+def check_batch_split(
+    batch_size: int, num_classes: int, replicas: int, mode: str
+) -> None:
+    """Checks that a batch of m examples and C classes splits across `replicas` for `mode`.
+
+    Every replica gets m/R examples; in local mode each sub-batch also holds exactly C/R classes
+    (`fl_embed.samplers.ClassRatioSampler` with `sub_batches=R`).
+
+    Raises:
+      ValueError: m not divisible by R, or in local mode C not divisible by R or C/R < 2.
+    """
+    if batch_size % replicas:
+        raise ValueError(
+            f"batch_size {batch_size} does not split evenly across {replicas} replicas; "
+            f"choose a batch size that is a multiple of {replicas}."
+        )
+    check_sub_batches(batch_size, num_classes, loss_sub_batches(mode, replicas))
+
+
+def check_workers_agree(
+    strategy: tf.distribute.Strategy, value: int, what: str, hint: str = ""
+) -> int:
+    """Returns `value` if every replica of `strategy` holds the same, else raises.
+
+    A collective, so every worker must call it. Workers that restored different checkpoints
+    would draw different batches and run loops of different lengths (a hang at the end), so the
+    trainer checks the restored step first, and the trained weights last.
+
+    Args:
+      strategy: the run's strategy.
+      value: this worker's int64 value.
+      what: what the value is, for the message.
+      hint: how to fix a disagreement, for the message.
+
+    Raises:
+      ValueError: the replicas disagree; the message lists the values.
+    """
+    local = strategy.experimental_distribute_values_from_function(
+        lambda _: tf.constant([value], tf.int64)
+    )
+    values = sorted(set(strategy.gather(local, axis=0).numpy().tolist()))
+    if values != [value]:
+        raise ValueError(f"The workers disagree on {what}: {values}.{hint}")
+    return value
 
 
 def _check_mode(mode: str) -> str:
@@ -129,7 +258,10 @@ def replica_loss_terms(
         return {
             key: value * tf.cast(scale, value.dtype) for key, value in terms.items()
         }
-    all_labels = context.all_gather(labels, axis=0)
+    # A step's inputs enter as function arguments without a device, and MultiWorkerMirrored
+    # gathers to the device of its input ("destinations can not be empty" otherwise); the
+    # identity is made under the replica's device scope.
+    all_labels = context.all_gather(tf.identity(labels), axis=0)
     all_embeddings = context.all_gather(tf.stop_gradient(embeddings), axis=0)
     # Rows are gathered in replica order; the sizes locate this replica's rows even when the
     # last batch is split unevenly.
@@ -147,6 +279,40 @@ def replica_loss_terms(
     return scaled
 
 
+def average_across_replicas(variables: list[keras.Variable]) -> None:
+    """Sets every floating-point variable to its mean over the replicas (in `strategy.run`).
+
+    Keras 3 batch normalisation updates its moving statistics on each replica's own copy from
+    that replica's sub-batch, so the copies drift apart (tf.keras averaged them when read, with
+    ON_READ / MEAN variables). Averaging after every step keeps all replicas' weights identical,
+    so the chief's checkpoint and export are every worker's model. The moving mean then tracks
+    the global batch's mean, as on one device (the moving variance tracks the mean of the
+    sub-batch variances); the statistics that normalise a training batch stay per replica
+    (Keras's default, `BatchNormalization(synchronized=False)`).
+    """
+    context = tf.distribute.get_replica_context()
+    variables = [v for v in variables if keras.backend.is_float_dtype(v.dtype)]
+    if context is None or context.num_replicas_in_sync == 1 or not variables:
+        return
+    means = context.all_reduce(
+        tf.distribute.ReduceOp.MEAN, [tf.identity(v.value) for v in variables]
+    )
+    for variable, mean in zip(variables, means):
+        variable.assign(mean)
+
+
+def weights_digest(model: keras.Model) -> int:
+    """A 63-bit hash of every weight of `model`, bit for bit, to compare workers' copies.
+
+    Synchronous replicas apply the same all-reduced update, so their weights must stay
+    identical; `check_workers_agree(strategy, weights_digest(model), ...)` catches a divergence.
+    """
+    digest = hashlib.sha256()
+    for weight in model.get_weights():
+        digest.update(np.ascontiguousarray(weight).tobytes())
+    return int.from_bytes(digest.digest()[:8], "big") >> 1
+
+
 def make_replicated_train_step(
     strategy: tf.distribute.Strategy,
     model: keras.Model,
@@ -159,9 +325,10 @@ def make_replicated_train_step(
 ) -> Callable[[tf.Tensor, tf.Tensor], dict[str, tf.Tensor]]:
     """`fl_embed.training.make_train_step` for every replica of `strategy`.
 
-    Build the model and optimizer under `strategy.scope()` and feed the step batches of
-    `strategy.experimental_distribute_dataset`, which gives each replica its share of a batch.
-    The optimizer sums the replicas' gradients, which `replica_loss_terms` scales for that.
+    Build the model and optimizer under `strategy.scope()` and feed the step per-replica batches,
+    e.g. from `strategy.distribute_datasets_from_function` with an input pipeline that gives each
+    replica its share of the global batch (`fl_embed.samplers.class_ratio_dataset`). The
+    optimizer sums the replicas' gradients, which `replica_loss_terms` scales for that.
 
     Args:
       strategy: from `make_strategy`.
@@ -196,6 +363,7 @@ def make_replicated_train_step(
             )
         gradients = tape.gradient(terms["loss"], model.trainable_variables)
         optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+        average_across_replicas(model.non_trainable_variables)
         return terms
 
     def step(images, labels):

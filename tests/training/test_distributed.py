@@ -3,9 +3,10 @@
 Logical devices must be configured before TensorFlow initialises its runtime, which other test
 modules will already have done, so the strategy runs in a subprocess (this file run as a script)
 that saves its results; the tests compare them with one device on the concatenated batch, computed
-here with the plain `loss_terms`.
+here with the plain `loss_terms`, and with numpy.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -16,16 +17,33 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from fl_embed.training import loss_terms, make_train_step
+from experiments import configs
+from fl_embed.samplers import classes_per_batch
+from fl_embed.training import loss_terms, make_train_step, runs
 from fl_embed.training.distributed import (
+    check_batch_split,
+    check_tf_config,
+    check_workers_agree,
+    is_chief,
+    loss_sub_batches,
     make_replicated_train_step,
     make_strategy,
     replica_loss_terms,
+    weights_digest,
 )
 
 REPLICAS = 2
 GLOBAL_BATCH = 24
-LOSS_NAMES = ("clustering", "triplet")
+LOSS_NAMES = ("clustering", "triplet", "lifted", "npairs")
+# Glyph training batches split across the replicas (m = 16 from C = 4 classes).
+GLYPH_SETTINGS = {
+    **configs.get_config("glyphs").__dict__,
+    "batch_size": 16,
+    "seed": 3,
+    "loss": "clustering",
+}
+GLYPH_BATCHES = 3
+BN_MOMENTUM = 0.9
 MODES = ("global", "local")
 GAMMA = 1.5
 LEARNING_RATE = 0.1
@@ -52,6 +70,20 @@ def _model(weights):
     return model
 
 
+def _bn_model(weights):
+    """Dense, then batch normalisation (moving statistics start at mean 0, variance 1)."""
+    model = keras.Sequential(
+        [
+            keras.Input((5,)),
+            keras.layers.Dense(8),
+            keras.layers.BatchNormalization(momentum=BN_MOMENTUM),
+            keras.layers.UnitNormalization(),
+        ]
+    )
+    model.layers[0].set_weights(weights)
+    return model
+
+
 def _run_replicas(out_path):
     """Subprocess body: every loss and mode under MirroredStrategy, results saved to out_path."""
     cpu = tf.config.list_physical_devices("CPU")[0]
@@ -69,7 +101,11 @@ def _run_replicas(out_path):
             )
         )
 
-    results = {"num_replicas": np.array(strategy.num_replicas_in_sync)}
+    results = {
+        "num_replicas": np.array(strategy.num_replicas_in_sync),
+        "is_chief": np.array(is_chief(strategy)),
+        "agreed": np.array(check_workers_agree(strategy, 12345, "a number")),
+    }
     for name in LOSS_NAMES:
         for mode in MODES:
             key = f"{name}_{mode}"
@@ -112,6 +148,33 @@ def _run_replicas(out_path):
                 ).numpy()
             for i, w in enumerate(model.get_weights()):
                 results[f"{key}_weight_after_{i}"] = w
+    for mode in MODES:
+        batches = iter(
+            strategy.distribute_datasets_from_function(
+                lambda context, mode=mode: runs.train_batches(
+                    GLYPH_SETTINGS,
+                    0,
+                    sub_batches=loss_sub_batches(mode, REPLICAS),
+                    input_context=context,
+                )
+            )
+        )
+        for b in range(GLYPH_BATCHES):
+            _, labels_r = next(batches)
+            for r, part in enumerate(strategy.experimental_local_results(labels_r)):
+                results[f"glyph_{mode}_labels_{b}_{r}"] = part.numpy()
+
+    with strategy.scope():
+        bn_model = _bn_model(weights)
+        optimizer = keras.optimizers.SGD(LEARNING_RATE)
+    bn_step = make_replicated_train_step(
+        strategy, bn_model, optimizer, "triplet", GAMMA
+    )
+    bn_step(split(images), split(labels))
+    for variable in bn_model.non_trainable_variables:
+        copies = strategy.experimental_local_results(variable.value)
+        results[f"bn_{variable.name}"] = np.stack([c.numpy() for c in copies])
+
     with strategy.scope():
         model = _model(weights)
         optimizer = keras.optimizers.RMSprop(LEARNING_RATE)
@@ -237,6 +300,41 @@ def test_replicated_train_step_on_a_distributed_batch_matches_one_device_step(mi
         )
 
 
+def test_mirrored_replicas_are_one_chief_that_agrees_with_itself(mirrored):
+    assert bool(mirrored["is_chief"])
+    assert int(mirrored["agreed"]) == 12345
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_glyph_batches_split_across_replicas_keep_the_class_guarantee(mirrored, mode):
+    m = GLYPH_SETTINGS["batch_size"]
+    c = classes_per_batch(m, GLYPH_SETTINGS["classes_per_batch_ratio"])
+    one_device = runs.train_batches(
+        GLYPH_SETTINGS, 0, sub_batches=loss_sub_batches(mode, REPLICAS)
+    )
+    for b, (_, labels) in enumerate(one_device.take(GLYPH_BATCHES)):
+        parts = [mirrored[f"glyph_{mode}_labels_{b}_{r}"] for r in range(REPLICAS)]
+        assert all(len(part) == m // REPLICAS for part in parts)
+        # The replicas' shares, in replica order, are the batch one device would train on.
+        np.testing.assert_array_equal(np.concatenate(parts), labels.numpy())
+        assert len(np.unique(np.concatenate(parts))) == c
+        if mode == "local":
+            assert all(len(np.unique(part)) == c // REPLICAS for part in parts)
+
+
+def test_batch_norm_moving_statistics_are_averaged_over_the_replicas(mirrored):
+    _, images, _, (kernel, bias) = _data()
+    share = GLOBAL_BATCH // REPLICAS
+    features = (images @ kernel + bias).reshape(REPLICAS, share, -1)
+    # Keras: moving = momentum * moving + (1 - momentum) * batch statistic (biased variance).
+    mean = (1 - BN_MOMENTUM) * features.mean(axis=1).mean(axis=0)
+    variance = BN_MOMENTUM + (1 - BN_MOMENTUM) * features.var(axis=1).mean(axis=0)
+    for name, expected in (("moving_mean", mean), ("moving_variance", variance)):
+        copies = mirrored[f"bn_{name}"]
+        np.testing.assert_array_equal(copies[0], copies[1])
+        np.testing.assert_allclose(copies[0], expected, rtol=1e-5, atol=1e-6)
+
+
 def test_one_replica_terms_equal_the_plain_loss_terms():
     labels, _, embeddings, _ = _data()
     plain = loss_terms(
@@ -251,15 +349,84 @@ def test_one_replica_terms_equal_the_plain_loss_terms():
 
 
 def test_default_strategy_has_one_replica():
-    assert make_strategy("default").num_replicas_in_sync == 1
+    strategy = make_strategy("default")
+    assert strategy.num_replicas_in_sync == 1
+    assert is_chief(strategy)
+    assert check_workers_agree(strategy, 7, "a number") == 7
 
 
-def test_unknown_strategy_and_mode_name_the_choices(monkeypatch):
+CLUSTER = {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}
+
+
+@pytest.mark.parametrize(
+    "tf_config, message",
+    [
+        (None, "TF_CONFIG, which is not set"),
+        ("{cluster", "TF_CONFIG is not valid JSON"),
+        (json.dumps({"cluster": {"ps": ["a:1"]}}), "names no workers"),
+        (json.dumps({"cluster": CLUSTER}), "is not a chief or worker"),
+        (
+            json.dumps({"cluster": CLUSTER, "task": {"type": "ps", "index": 0}}),
+            "is not a chief or worker",
+        ),
+        (
+            json.dumps({"cluster": CLUSTER, "task": {"type": "worker", "index": 2}}),
+            "index 2 is not one of the 2 worker entries",
+        ),
+    ],
+)
+def test_a_missing_or_invalid_tf_config_names_the_problem(
+    monkeypatch, tf_config, message
+):
+    with pytest.raises(ValueError, match=message):
+        check_tf_config(tf_config)
+    if tf_config is None:
+        monkeypatch.delenv("TF_CONFIG", raising=False)
+    else:
+        monkeypatch.setenv("TF_CONFIG", tf_config)
+    with pytest.raises(ValueError, match=message):
+        make_strategy("multi_worker")
+
+
+def test_a_valid_tf_config_is_returned():
+    config = {"cluster": CLUSTER, "task": {"type": "worker", "index": 1}}
+    assert check_tf_config(json.dumps(config)) == config
+
+
+@pytest.mark.parametrize(
+    "batch_size, classes, replicas, mode, message",
+    [
+        (18, 4, 4, "global", "batch_size 18 does not split evenly across 4 replicas"),
+        (32, 6, 4, "local", "classes per batch C 6 does not divide into 4"),
+        (16, 4, 4, "local", "one class"),
+    ],
+)
+def test_batches_that_do_not_split_across_the_replicas_are_refused(
+    batch_size, classes, replicas, mode, message
+):
+    with pytest.raises(ValueError, match=message):
+        check_batch_split(batch_size, classes, replicas, mode)
+
+
+def test_global_mode_needs_only_the_batch_to_split():
+    check_batch_split(32, 6, 4, "global")
+    check_batch_split(32, 8, 4, "local")
+    assert loss_sub_batches("global", 4) == 1
+    assert loss_sub_batches("local", 4) == 4
+
+
+def test_weights_digest_tells_apart_weights_one_bit_apart():
+    _, _, _, weights = _data()
+    nudged = [w.copy() for w in weights]
+    nudged[1][3] = np.nextafter(nudged[1][3], np.float32(np.inf))
+    assert weights_digest(_model(weights)) == weights_digest(_model(weights))
+    assert weights_digest(_model(weights)) != weights_digest(_model(nudged))
+    assert 0 <= weights_digest(_model(weights)) < 2**63
+
+
+def test_unknown_strategy_and_mode_name_the_choices():
     with pytest.raises(ValueError, match="default, mirrored, multi_worker"):
         make_strategy("tpu")
-    monkeypatch.delenv("TF_CONFIG", raising=False)
-    with pytest.raises(ValueError, match="TF_CONFIG"):
-        make_strategy("multi_worker")
     labels, _, embeddings, _ = _data()
     with pytest.raises(ValueError, match="local, global"):
         replica_loss_terms("triplet", labels, embeddings, GAMMA, mode="both")
