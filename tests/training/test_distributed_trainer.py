@@ -90,3 +90,13 @@ def test_resuming_on_another_strategy_continues_the_run(mirrored_run, glyph_data
     assert tf.train.latest_checkpoint(os.path.join(out, "checkpoints")).endswith(
         "ckpt-3"
     )
+
+
+def test_multi_worker_without_tf_config_is_an_error_naming_it(tmp_path, monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    code, log, _ = train_in_process(
+        *TINY_FLAGS, "--strategy=multi_worker", f"--output_dir={tmp_path / 'run'}"
+    )
+    assert code == 1
+    assert "TF_CONFIG, which is not set" in log
+    assert not (tmp_path / "run").exists()
