@@ -1,0 +1,201 @@
+"""Training steps per second with 1 and 2 replicas on the glyph model (issue 7).
+
+    python -m experiments.bench_distributed [--steps=20 --batch_size=128 --nomulti_worker]
+
+Rows: one device (the trainer's default strategy), MirroredStrategy over 1 and 2 logical CPU
+devices of this process, and MultiWorkerMirroredStrategy over 2 worker processes on 127.0.0.1
+(this script started again as each worker), for the clustering loss in global and local mode.
+Each configuration runs its `--steps` batches twice, the first pass untimed (tracing, filling an
+in-memory cache of the batches) and the second timed, so augmentation is left out. The logical
+devices share this machine's cores, so the figures show the cost of the distribution (all-gather,
+redundant inference, all-reduce) rather than a speed-up from more hardware.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import keras
+import tensorflow as tf
+from absl import app, flags
+
+from experiments import configs
+from fl_embed import models
+from fl_embed.training import make_train_step, runs
+from fl_embed.training.distributed import (
+    CLUSTER_LOSS_MODES,
+    is_chief,
+    loss_sub_batches,
+    make_replicated_train_step,
+    make_strategy,
+)
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("batch_size", 128, "Global batch m (paper: 128).", lower_bound=2)
+flags.DEFINE_integer(
+    "steps", 20, "Timed steps per configuration (after an untimed pass).", lower_bound=1
+)
+flags.DEFINE_enum(
+    "loss", "clustering", ["clustering", "triplet", "lifted", "npairs"], "Loss."
+)
+flags.DEFINE_list("modes", ["global", "local"], "Cluster loss modes to time.")
+flags.DEFINE_boolean(
+    "multi_worker", True, "Also time 2 local worker processes (MultiWorkerMirrored)."
+)
+flags.DEFINE_string(
+    "worker_result",
+    None,
+    "Internal: run as one worker of the multi_worker row (TF_CONFIG set) and write its "
+    "steps/s to this JSON file.",
+)
+flags.register_validator(
+    "modes",
+    lambda modes: bool(modes) and set(modes) <= set(CLUSTER_LOSS_MODES),
+    message=f"--modes must be a non-empty list of {', '.join(CLUSTER_LOSS_MODES)}.",
+)
+LOGICAL_CPUS = 2
+
+
+def settings() -> dict:
+    return {
+        **configs.get_config("glyphs").__dict__,
+        "batch_size": FLAGS.batch_size,
+        "loss": FLAGS.loss,
+        "seed": 0,
+    }
+
+
+def steps_per_second(strategy: tf.distribute.Strategy | None, mode: str) -> float:
+    """Timed steps per second of the trainer's step under `strategy` (None: one device)."""
+    run = settings()
+    strategy = strategy or tf.distribute.get_strategy()
+    keras.utils.set_random_seed(0)
+    with strategy.scope():
+        model = runs.build_model(run)
+        optimizer = keras.optimizers.RMSprop(run["learning_rate"])
+        optimizer.build(model.trainable_variables)
+    scale = models.preprocess_for(run["backbone"])
+    if strategy is tf.distribute.get_strategy():
+        # What the trainer runs with --strategy=default.
+        step = make_train_step(model, optimizer, run["loss"], 1.0, scale)
+        batches = runs.train_batches(run, 0).take(FLAGS.steps).cache()
+    else:
+        step = make_replicated_train_step(
+            strategy, model, optimizer, run["loss"], 1.0, scale, mode=mode
+        )
+        sub_batches = loss_sub_batches(mode, strategy.num_replicas_in_sync)
+        batches = strategy.distribute_datasets_from_function(
+            lambda context: (
+                runs.train_batches(
+                    run, 0, sub_batches=sub_batches, input_context=context
+                )
+                .take(FLAGS.steps)
+                .cache()
+            )
+        )
+    for images, labels in batches:
+        float(step(images, labels)["loss"])
+    start = time.perf_counter()
+    for images, labels in batches:
+        float(step(images, labels)["loss"])
+    return FLAGS.steps / (time.perf_counter() - start)
+
+
+def run_worker() -> None:
+    """One worker of the multi_worker row: time every mode, the chief writes the result."""
+    strategy = make_strategy("multi_worker")
+    result = {mode: steps_per_second(strategy, mode) for mode in FLAGS.modes}
+    if is_chief(strategy):
+        with open(FLAGS.worker_result, "w") as f:
+            json.dump(result, f)
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def multi_worker_steps_per_second(workers: int = 2) -> dict[str, float]:
+    """{mode: steps/s} of `workers` processes of this script on 127.0.0.1."""
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(workers)]}
+    with tempfile.TemporaryDirectory() as temp:
+        result = os.path.join(temp, "result.json")
+        processes = []
+        for index in range(workers):
+            task = {"type": "worker", "index": index}
+            env = {
+                **os.environ,
+                "TF_CONFIG": json.dumps({"cluster": cluster, "task": task}),
+                "TF_CPP_MIN_LOG_LEVEL": "2",
+            }
+            command = [sys.executable, "-m", "experiments.bench_distributed"]
+            command += [
+                f"--worker_result={result}",
+                f"--batch_size={FLAGS.batch_size}",
+                f"--steps={FLAGS.steps}",
+                f"--loss={FLAGS.loss}",
+                f"--modes={','.join(FLAGS.modes)}",
+            ]
+            processes.append(
+                subprocess.Popen(
+                    command,
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+            )
+        errors = [p.communicate()[1] for p in processes]
+        if any(p.returncode for p in processes):
+            raise RuntimeError(
+                "A multi_worker benchmark worker failed:\n"
+                + "\n".join(e[-2000:] for e in errors)
+            )
+        with open(result) as f:
+            return json.load(f)
+
+
+def main(argv):
+    del argv
+    if FLAGS.worker_result:
+        run_worker()
+        return
+    # Before TensorFlow's runtime starts: this process's CPU as 2 devices for MirroredStrategy.
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * LOGICAL_CPUS
+    )
+    rows = [("default (one device)", 1, "-", steps_per_second(None, "global"))]
+    one = tf.distribute.MirroredStrategy(["/cpu:0"])
+    rows.append(("mirrored", 1, "-", steps_per_second(one, "global")))
+    two = tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(LOGICAL_CPUS)])
+    for mode in FLAGS.modes:
+        rows.append(("mirrored (2 logical CPUs)", 2, mode, steps_per_second(two, mode)))
+    if FLAGS.multi_worker:
+        for mode, rate in multi_worker_steps_per_second().items():
+            rows.append(("multi_worker (2 processes)", 2, mode, rate))
+    reference = rows[0][3]
+    print(
+        f"\nglyph model, {FLAGS.loss} loss, global batch m = {FLAGS.batch_size}, "
+        f"{FLAGS.steps} timed steps, {os.cpu_count()} CPU cores\n"
+    )
+    print("| strategy | replicas | mode | steps/s | ms/step | vs one device |")
+    print("|---|---|---|---|---|---|")
+    for name, replicas, mode, rate in rows:
+        print(
+            f"| {name} | {replicas} | {mode} | {rate:.2f} | {1e3 / rate:.0f} | "
+            f"{rate / reference:.2f}x |"
+        )
+
+
+if __name__ == "__main__":
+    app.run(main)
