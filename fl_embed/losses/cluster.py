@@ -56,12 +56,12 @@ def _check_options(
         raise ValueError(
             f"pam_iterations must be a non-negative int, got {pam_iterations!r}."
         )
-    if isinstance(margin_multiplier, (int, float, np.number)) and not (
-        np.isfinite(margin_multiplier) and margin_multiplier >= 0
-    ):
-        raise ValueError(
-            f"margin_multiplier must be finite and >= 0, got {margin_multiplier!r}."
-        )
+    if isinstance(margin_multiplier, (int, float, np.number)):
+        if not (np.isfinite(margin_multiplier) and margin_multiplier >= 0):
+            raise ValueError(
+                f"margin_multiplier must be finite and >= 0, got {margin_multiplier!r}."
+            )
+        return tf.constant(float(margin_multiplier), tf.float32)
     gamma = tf.cast(tf.convert_to_tensor(margin_multiplier), tf.float32)
     if gamma.shape.rank not in (None, 0):
         raise ValueError(

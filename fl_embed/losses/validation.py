@@ -63,9 +63,9 @@ def check_labels_embeddings(
         raise ValueError(f"{name}: empty batch (embeddings shape {embeddings.shape}).")
     embeddings = tf.cast(embeddings, tf.float32)
     labels = tf.cast(labels, tf.int32)
-    with tf.control_dependencies(
-        checks
-        + [
+    if m_lab is None or m_emb is None:
+        # Only checkable at run time (graphs with an unknown batch size).
+        checks += [
             tf.debugging.assert_equal(
                 tf.shape(labels)[0],
                 tf.shape(embeddings)[0],
@@ -74,9 +74,11 @@ def check_labels_embeddings(
             tf.debugging.assert_positive(
                 tf.shape(embeddings)[0], message=f"{name}: empty batch"
             ),
-            tf.debugging.assert_all_finite(
-                embeddings, message=f"{name}: embeddings contain NaN or Inf"
-            ),
         ]
-    ):
+    checks.append(
+        tf.debugging.assert_all_finite(
+            embeddings, message=f"{name}: embeddings contain NaN or Inf"
+        )
+    )
+    with tf.control_dependencies(checks):
         return tf.identity(labels), tf.identity(embeddings)
