@@ -37,7 +37,7 @@ from fl_embed.losses import margins as margins_lib
 RTOL = 1e-5
 # Candidates scored at once in one PAM swap (Algorithm 2 line 4); clusters larger than this take
 # several chunks.
-_PAM_CHUNK = 16
+_PAM_CHUNK = 8
 
 
 def facility_energy(distances: tf.Tensor, medoids: tf.Tensor) -> tf.Tensor:
