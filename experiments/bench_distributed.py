@@ -5,8 +5,8 @@
 Rows: one device (the trainer's default strategy), MirroredStrategy over 1 and 2 logical CPU
 devices of this process, and MultiWorkerMirroredStrategy over 2 worker processes on 127.0.0.1
 (this script started again as each worker), for the clustering loss in global and local mode.
-Each configuration runs its `--steps` batches twice, the first pass untimed (tracing, filling an
-in-memory cache of the batches) and the second timed, so augmentation is left out. The logical
+Each configuration runs its `--steps` batches once untimed (tracing, filling an in-memory cache
+of the batches, so augmentation is left out), then `--repeats` timed passes; the median is shown. The logical
 devices share this machine's cores, so the figures show the cost of the distribution (all-gather,
 redundant inference, all-reduce) rather than a speed-up from more hardware.
 """
@@ -20,6 +20,7 @@ import tempfile
 import time
 
 import keras
+import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
@@ -38,6 +39,9 @@ FLAGS = flags.FLAGS
 flags.DEFINE_integer("batch_size", 128, "Global batch m (paper: 128).", lower_bound=2)
 flags.DEFINE_integer(
     "steps", 20, "Timed steps per configuration (after an untimed pass).", lower_bound=1
+)
+flags.DEFINE_integer(
+    "repeats", 3, "Timed passes over the steps; the median is shown.", lower_bound=1
 )
 flags.DEFINE_enum(
     "loss", "clustering", ["clustering", "triplet", "lifted", "npairs"], "Loss."
@@ -99,10 +103,13 @@ def steps_per_second(strategy: tf.distribute.Strategy | None, mode: str) -> floa
         )
     for images, labels in batches:
         float(step(images, labels)["loss"])
-    start = time.perf_counter()
-    for images, labels in batches:
-        float(step(images, labels)["loss"])
-    return FLAGS.steps / (time.perf_counter() - start)
+    rates = []
+    for _ in range(FLAGS.repeats):
+        start = time.perf_counter()
+        for images, labels in batches:
+            float(step(images, labels)["loss"])
+        rates.append(FLAGS.steps / (time.perf_counter() - start))
+    return float(np.median(rates))
 
 
 def run_worker() -> None:
@@ -142,6 +149,7 @@ def multi_worker_steps_per_second(workers: int = 2) -> dict[str, float]:
                 f"--worker_result={result}",
                 f"--batch_size={FLAGS.batch_size}",
                 f"--steps={FLAGS.steps}",
+                f"--repeats={FLAGS.repeats}",
                 f"--loss={FLAGS.loss}",
                 f"--modes={','.join(FLAGS.modes)}",
             ]
@@ -186,7 +194,7 @@ def main(argv):
     reference = rows[0][3]
     print(
         f"\nglyph model, {FLAGS.loss} loss, global batch m = {FLAGS.batch_size}, "
-        f"{FLAGS.steps} timed steps, {os.cpu_count()} CPU cores\n"
+        f"median of {FLAGS.repeats} passes of {FLAGS.steps} steps, {os.cpu_count()} CPU cores\n"
     )
     print("| strategy | replicas | mode | steps/s | ms/step | vs one device |")
     print("|---|---|---|---|---|---|")
