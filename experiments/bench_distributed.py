@@ -6,7 +6,8 @@ Rows: one device (the trainer's default strategy), MirroredStrategy over 1 and 2
 devices of this process, and MultiWorkerMirroredStrategy over 2 worker processes on 127.0.0.1
 (this script started again as each worker), for the clustering loss in global and local mode.
 Each configuration runs its `--steps` batches once untimed (tracing, filling an in-memory cache
-of the batches, so augmentation is left out), then `--repeats` timed passes; the median is shown. The logical
+of the batches, so augmentation is left out), then `--repeats` timed passes, taken in turns with
+the other configurations of the same process; the median is shown. The logical
 devices share this machine's cores, so the figures show the cost of the distribution (all-gather,
 redundant inference, all-reduce) rather than a speed-up from more hardware.
 """
@@ -73,8 +74,14 @@ def settings() -> dict:
     }
 
 
-def steps_per_second(strategy: tf.distribute.Strategy | None, mode: str) -> float:
-    """Timed steps per second of the trainer's step under `strategy` (None: one device)."""
+def timed_pass(strategy: tf.distribute.Strategy | None, mode: str):
+    """A function timing one pass of the trainer's step over cached batches (None: one device).
+
+    The first, untimed pass (tracing, filling the cache) runs here.
+
+    Returns:
+      fn() -> seconds for `--steps` steps.
+    """
     run = settings()
     strategy = strategy or tf.distribute.get_strategy()
     keras.utils.set_random_seed(0)
@@ -101,24 +108,36 @@ def steps_per_second(strategy: tf.distribute.Strategy | None, mode: str) -> floa
                 .cache()
             )
         )
-    for images, labels in batches:
-        float(step(images, labels)["loss"])
-    rates = []
-    for _ in range(FLAGS.repeats):
+
+    def one_pass() -> float:
         start = time.perf_counter()
         for images, labels in batches:
             float(step(images, labels)["loss"])
-        rates.append(FLAGS.steps / (time.perf_counter() - start))
-    return float(np.median(rates))
+        return time.perf_counter() - start
+
+    one_pass()
+    return one_pass
+
+
+def steps_per_second(passes: dict) -> dict:
+    """{name: steps/s}, the median of `--repeats` passes each, taken in turns.
+
+    Taking turns spreads the load of other jobs on a shared machine over every configuration.
+    """
+    seconds = {name: [] for name in passes}
+    for _ in range(FLAGS.repeats):
+        for name, one_pass in passes.items():
+            seconds[name].append(one_pass())
+    return {name: FLAGS.steps / float(np.median(t)) for name, t in seconds.items()}
 
 
 def run_worker() -> None:
     """One worker of the multi_worker row: time every mode, the chief writes the result."""
     strategy = make_strategy("multi_worker")
-    result = {mode: steps_per_second(strategy, mode) for mode in FLAGS.modes}
+    rates = steps_per_second({mode: timed_pass(strategy, mode) for mode in FLAGS.modes})
     if is_chief(strategy):
         with open(FLAGS.worker_result, "w") as f:
-            json.dump(result, f)
+            json.dump(rates, f)
 
 
 def free_ports(count: int) -> list[int]:
@@ -182,12 +201,13 @@ def main(argv):
     tf.config.set_logical_device_configuration(
         cpu, [tf.config.LogicalDeviceConfiguration()] * LOGICAL_CPUS
     )
-    rows = [("default (one device)", 1, "-", steps_per_second(None, "global"))]
     one = tf.distribute.MirroredStrategy(["/cpu:0"])
-    rows.append(("mirrored", 1, "-", steps_per_second(one, "global")))
     two = tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(LOGICAL_CPUS)])
+    configurations = {("default (one device)", 1, "-"): timed_pass(None, "global")}
+    configurations[("mirrored", 1, "-")] = timed_pass(one, "global")
     for mode in FLAGS.modes:
-        rows.append(("mirrored (2 logical CPUs)", 2, mode, steps_per_second(two, mode)))
+        configurations[("mirrored (2 logical CPUs)", 2, mode)] = timed_pass(two, mode)
+    rows = [(*key, rate) for key, rate in steps_per_second(configurations).items()]
     if FLAGS.multi_worker:
         for mode, rate in multi_worker_steps_per_second().items():
             rows.append(("multi_worker (2 processes)", 2, mode, rate))
