@@ -158,11 +158,28 @@ def _hinge(
     return hinge(embeddings)
 
 
+_JIT_SOLVERS: dict = {}
+
+
+def _solver(margin_type: str, enable_pam: bool, iterations: int, inference: str):
+    """`_solve` for these options: with "xla" a cached `jit_compile=True` function (compiled once
+    per batch size, wherever it is called from: eagerly, inside a plain `tf.function` train step,
+    or inlined into a step that is XLA-compiled itself); otherwise plain TensorFlow ops."""
+    args = (margin_type, enable_pam, iterations, inference)
+    if inference != "xla":
+        return lambda e, y, g: _solve(e, y, g, *args)
+    if args not in _JIT_SOLVERS:
+        _JIT_SOLVERS[args] = tf.function(
+            lambda e, y, g: _solve(e, y, g, *args), jit_compile=True
+        )
+    return _JIT_SOLVERS[args]
+
+
 def _terms(embeddings, labels, gamma, margin_type, enable_pam, iterations, inference):
     """Loss (with its custom gradient), F(X, S), F~, margin, NMI, padded medoids, K."""
     dense = _dense_labels(labels)
     stopped = tf.stop_gradient(embeddings)
-    sol = _solve(stopped, dense, gamma, margin_type, enable_pam, iterations, inference)
+    sol = _solver(margin_type, enable_pam, iterations, inference)(stopped, dense, gamma)
     num_classes = tf.reduce_sum(
         tf.cast(tf.equal(dense, tf.range(tf.shape(dense)[0])), tf.int32)
     )
@@ -184,15 +201,9 @@ _JIT_TERMS: dict = {}
 
 
 def _terms_fn(margin_type: str, enable_pam: bool, iterations: int, inference: str):
-    """The function computing `_terms` here.
-
-    Eagerly, with the "xla" inference, it is a `jit_compile=True` function (loss, custom gradient
-    and inference in one XLA program), compiled once per batch size. Inside a `tf.function` it is
-    inlined into the caller's graph: compile the train step with `jit_compile=True` (Keras:
-    `model.compile(jit_compile=True)`) and it is compiled with it. (A jit-compiled function nested
-    in a graph that is not compiled itself is recompiled on every call by TensorFlow, which would
-    cost seconds a step.)
-    """
+    """`_terms` for these options. Eagerly, with the "xla" inference, the whole of it (loss,
+    custom gradient and inference) is one cached `jit_compile=True` function, which saves the
+    eager dispatch of the small ops around the inference."""
     args = (margin_type, enable_pam, iterations, inference)
     if inference != "xla" or not tf.executing_eagerly():
         return lambda e, y, g: _terms(e, y, g, *args)
@@ -259,10 +270,8 @@ def cluster_loss(
       margin_type: "nmi" (paper), "ami", "ari", "vmeasure" or "const" (1 if the clusterings differ).
       pam_iterations: T, sweeps of Algorithm 2.
       inference: "xla" (default): the vectorised TensorFlow inference, XLA-compiled once per batch
-        size when called eagerly, and part of the caller's XLA program inside a
-        `tf.function(jit_compile=True)` train step (inside a graph that is not XLA-compiled it runs
-        as a plain TensorFlow graph, several times slower); "graph": the same, never compiled;
-        "numpy": plain numpy Algorithms 1-2 through tf.numpy_function.
+        size, eagerly and inside any `tf.function`; "graph": the same ops, never compiled
+        (several times slower); "numpy": plain numpy Algorithms 1-2 through tf.numpy_function.
 
     Returns:
       float32 scalar.
