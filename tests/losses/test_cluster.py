@@ -221,6 +221,26 @@ def test_runs_inside_jit_compiled_and_plain_tf_function_with_a_variable_gamma():
         assert np.all(np.isfinite(grad.numpy()))
 
 
+def test_xla_solver_in_a_plain_tf_function_is_traced_once_per_batch_size():
+    from fl_embed.losses import cluster as cluster_module
+
+    rng = np.random.default_rng(7)
+    y = _balanced(24, 6)
+    gamma = tf.Variable(1.0)
+    step = tf.function(lambda e: cluster_loss(y, e, gamma))
+    for _ in range(3):
+        step(tf.constant(_unit(rng, 24, 8)))
+        gamma.assign(gamma * 0.9)
+    assert step.experimental_get_tracing_count() == 1
+    # The jit solver itself: new values of the same shapes reuse its trace (and XLA program).
+    solver = cluster_module._solver("nmi", True, 5, "xla")
+    dense = tf.constant(y, tf.int32)  # class c first appears at index c: already dense
+    before = solver.experimental_get_tracing_count()
+    for g in (0.5, 2.0, 3.0):
+        solver(tf.constant(_unit(rng, 24, 8)), dense, tf.constant(g))
+    assert solver.experimental_get_tracing_count() - before <= 1
+
+
 def test_mixed_precision_embeddings_are_computed_in_float32():
     rng = np.random.default_rng(7)
     x, y = _unit(rng, 16, 8), _balanced(16, 4)
