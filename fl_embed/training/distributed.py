@@ -1,4 +1,5 @@
-"""Losses across replicas of a tf.distribute strategy (issue 7).
+"""Training across the replicas of a tf.distribute strategy (issue 7): strategies, losses, the
+replicated step, and the chief-or-not helpers of multi-worker runs.
 
 Every replica of a step gets its share of the batch. The clustering loss (eq. 6) is a function of
 the whole batch, so by default (`global`) each replica all-gathers the embeddings and labels, runs
@@ -10,6 +11,10 @@ Both modes follow TensorFlow's convention for custom loops: the terms a replica 
 so that summing them over replicas (`strategy.reduce(SUM, ...)`, and the SUM all-reduce the Keras
 optimizers apply to gradients) gives the value and the gradient of the single-device loss on the
 concatenated batch (`global`) or the mean of the sub-batch losses (`local`).
+
+Under MultiWorkerMirroredStrategy only the chief writes files (`is_chief`, `chief_write_path`);
+the workers check that they agree on the restored step and on the trained weights
+(`check_workers_agree`, `weights_digest`).
 """
 
 import contextlib
