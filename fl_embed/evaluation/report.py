@@ -2,6 +2,7 @@
 
 import json
 import os
+import tempfile
 from typing import Any
 
 
@@ -34,6 +35,16 @@ def write_metrics_json(path: str, metrics: dict[str, float], **context: Any) -> 
     """
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
-    with open(path, "w") as f:
-        json.dump({**context, "metrics": metrics}, f, indent=2, sort_keys=False)
-        f.write("\n")
+    # Written to a temporary sibling and renamed: a reader never sees half a file, and a failure
+    # (e.g. a value JSON cannot hold) leaves the previous file as it was.
+    fd, tmp = tempfile.mkstemp(dir=parent, prefix=".metrics.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump({**context, "metrics": metrics}, f, indent=2, sort_keys=False)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise

@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from fl_embed.evaluation.report import metrics_table, write_metrics_json
 
 
@@ -20,3 +22,13 @@ def test_json_holds_the_metrics_and_the_run_context(tmp_path):
         "seed": 3,
         "metrics": {"nmi": 0.5, "recall@1": 0.25},
     }
+
+
+def test_a_failed_write_keeps_the_previous_file_and_leaves_no_temporary(tmp_path):
+    path = tmp_path / "metrics.json"
+    write_metrics_json(str(path), {"nmi": 0.5})
+    before = path.read_text()
+    with pytest.raises(TypeError):
+        write_metrics_json(str(path), {"nmi": 0.7}, unserialisable=object())
+    assert path.read_text() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
