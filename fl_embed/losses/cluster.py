@@ -158,7 +158,20 @@ def _hinge(
     return hinge(embeddings)
 
 
-_JIT_SOLVERS: dict = {}
+_JIT_FUNCTIONS: dict = {}
+
+
+def _bind(fn, args: tuple, jit: bool):
+    """(e, y, g) -> fn(e, y, g, *args); with `jit`, one cached `jit_compile=True` function per
+    (fn, args), compiled once per batch size."""
+    if not jit:
+        return lambda e, y, g: fn(e, y, g, *args)
+    key = (fn.__name__, *args)
+    if key not in _JIT_FUNCTIONS:
+        _JIT_FUNCTIONS[key] = tf.function(
+            lambda e, y, g: fn(e, y, g, *args), jit_compile=True
+        )
+    return _JIT_FUNCTIONS[key]
 
 
 def _solver(margin_type: str, enable_pam: bool, iterations: int, inference: str):
@@ -166,13 +179,7 @@ def _solver(margin_type: str, enable_pam: bool, iterations: int, inference: str)
     per batch size, wherever it is called from: eagerly, inside a plain `tf.function` train step,
     or inlined into a step that is XLA-compiled itself); otherwise plain TensorFlow ops."""
     args = (margin_type, enable_pam, iterations, inference)
-    if inference != "xla":
-        return lambda e, y, g: _solve(e, y, g, *args)
-    if args not in _JIT_SOLVERS:
-        _JIT_SOLVERS[args] = tf.function(
-            lambda e, y, g: _solve(e, y, g, *args), jit_compile=True
-        )
-    return _JIT_SOLVERS[args]
+    return _bind(_solve, args, jit=inference == "xla")
 
 
 def _terms(embeddings, labels, gamma, margin_type, enable_pam, iterations, inference):
@@ -197,21 +204,12 @@ def _terms(embeddings, labels, gamma, margin_type, enable_pam, iterations, infer
     return loss, score_pred, score_oracle, sol.margin, sol.nmi, sol.medoids, num_classes
 
 
-_JIT_TERMS: dict = {}
-
-
 def _terms_fn(margin_type: str, enable_pam: bool, iterations: int, inference: str):
     """`_terms` for these options. Eagerly, with the "xla" inference, the whole of it (loss,
     custom gradient and inference) is one cached `jit_compile=True` function, which saves the
     eager dispatch of the small ops around the inference."""
     args = (margin_type, enable_pam, iterations, inference)
-    if inference != "xla" or not tf.executing_eagerly():
-        return lambda e, y, g: _terms(e, y, g, *args)
-    if args not in _JIT_TERMS:
-        _JIT_TERMS[args] = tf.function(
-            lambda e, y, g: _terms(e, y, g, *args), jit_compile=True
-        )
-    return _JIT_TERMS[args]
+    return _bind(_terms, args, jit=inference == "xla" and tf.executing_eagerly())
 
 
 def cluster_loss_terms(
