@@ -9,18 +9,19 @@ Public pieces, each named as in the paper:
   loss_augmented_inference   Algorithm 1 then Algorithm 2: the S of (*) in eq. 6
 
 All functions take a pairwise distance matrix `distances` [m, m] (Euclidean, not squared) and
-dense labels in 0..C-1. Medoids S are a vector of point indices in slot order: slot k is cluster
-k of g(S).
+labels with class ids in [0, m). Medoids S are a vector of point indices in slot order: slot k
+is cluster k of g(S).
 
 How the inference is vectorised. Both algorithms repeatedly score a set of candidate medoids
 against a *base* clustering (greedy: the facilities chosen so far; PAM: S without slot k), where
 each candidate takes over the points closer to it than to their base medoid. The facility part is
-a masked row reduction. Every structured margin is a function of sums of an elementwise function
+a masked reduction. Every structured margin is a function of sums of an elementwise function
 over the contingency table (see `margins.py`), so a candidate's margin follows from the counts of
-the points it takes over per (cluster, class) cell, per cluster and per class. Cell counts come
-from one batched matmul over class blocks ([Q, C, n] x [C, n, n], n = size of the largest class),
-cluster counts from one matmul with the one-hot base assignment. Shapes depend only on m, C and n,
-so XLA compiles once per batch shape.
+the points it takes over per (cluster, class) cell, per cluster and per class: three segment sums
+of the take-over mask [points, candidates] by the base's cell ids, cluster slots and classes.
+Algorithm 1 updates the cell ids in O(m) a step; Algorithm 2 keeps every point's two nearest
+slots across swaps, so each base is a select. Shapes depend only on m (slots padded to m), so XLA
+compiles once per batch size.
 
 Ties. Scores within a relative tolerance RTOL are tied (float32 rounding decides otherwise, and
 ties are common: with singleton classes two candidates often score exactly the same), and ties go
@@ -85,7 +86,7 @@ def oracle_score(
 
     Args:
       distances: float Tensor [m, m].
-      labels: int Tensor [m], dense class ids in 0..C-1.
+      labels: int Tensor [m], class ids (compared for equality only).
 
     Returns:
       (score, oracle_medoid): float scalar, and int32 [m] giving for each point the index of the
@@ -135,17 +136,6 @@ class _Base(NamedTuple):
 def _segment_sum(data: tf.Tensor, ids: tf.Tensor, m) -> tf.Tensor:
     """Sums of `data` rows per id in [0, m); rows with id m are dropped. [m, ...] -> [m, ...]."""
     return tf.math.unsorted_segment_sum(data, ids, m + 1)[:m]
-
-
-def _cell_ids(asg: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
-    """Id of each point's (cluster, class) cell: its lowest-index member; m when unassigned.
-
-    One scatter over the m (m + 1) possible (slot, class) keys: O(m) work beside the fill.
-    """
-    m = tf.shape(asg)[0]
-    key = asg * m + labels
-    first = tf.math.unsorted_segment_min(tf.range(m), key, m * (m + 1))
-    return tf.where(asg < m, tf.gather(first, key), m)
 
 
 def _make_base(mind, asg, fixed, cell) -> _Base:
