@@ -469,44 +469,6 @@ def _pam(distances, classes: _Classes, medoids, gamma, margin_type, iterations):
         )
         return _TwoNearest(d1, s1, d2, s2)
 
-    def swap_slot(
-        k,
-        medoids,
-        near,
-        cell_table,
-        frozen,
-        member_order,
-        starts,
-        sizes,
-        cluster_energy,
-    ):
-        base, cell_table = base_without(k, medoids, near, cell_table)
-
-        def score_chunk(q, scores):
-            pos = starts[k] + q * chunk + tf.range(chunk)
-            ok = pos < starts[k] + sizes[k]
-            cand = tf.where(ok, tf.gather(member_order, tf.minimum(pos, m - 1)), m)
-            safe = tf.minimum(cand, m - 1)
-            taken = _taken(tf.gather(columns, safe, axis=1), safe, k, base)
-            margin = _candidate_margins(taken, base, classes, margin_type)
-            value = tf.gather(cluster_energy, safe) + gamma * margin
-            return q + 1, tf.tensor_scatter_nd_update(scores, cand[:, None], value)
-
-        num_chunks = (sizes[k] + chunk - 1) // chunk
-        _, scores = tf.while_loop(
-            lambda q, _: q < num_chunks,
-            score_chunk,
-            (tf.constant(0), tf.fill([m + 1], -float("inf"))),
-        )
-        best = _argmax_lowest_index(scores[:m], tf.equal(frozen, k))
-        swapped = tf.tensor_scatter_nd_update(medoids, [[k]], [best])
-        near = tf.cond(
-            tf.equal(best, medoids[k]),
-            lambda: near,
-            lambda: move_slot(k, best, swapped, near),
-        )
-        return swapped, near, cell_table
-
     def sweep(t, medoids, near, cell_table, changed):
         del changed
         frozen = _force_medoid_slots(near.slot1, medoids)  # g(S), eq. 7
@@ -517,21 +479,39 @@ def _pam(distances, classes: _Classes, medoids, gamma, margin_type, iterations):
         sizes = tf.math.unsorted_segment_sum(tf.ones([m], tf.int32), frozen, m)
         starts = tf.cumsum(sizes, exclusive=True)
 
+        def swap_slot(k, medoids, near, cell_table):
+            base, cell_table = base_without(k, medoids, near, cell_table)
+
+            def score_chunk(q, scores):
+                pos = starts[k] + q * chunk + tf.range(chunk)
+                ok = pos < starts[k] + sizes[k]
+                cand = tf.where(ok, tf.gather(member_order, tf.minimum(pos, m - 1)), m)
+                safe = tf.minimum(cand, m - 1)
+                taken = _taken(tf.gather(columns, safe, axis=1), safe, k, base)
+                margin = _candidate_margins(taken, base, classes, margin_type)
+                value = tf.gather(cluster_energy, safe) + gamma * margin
+                return q + 1, tf.tensor_scatter_nd_update(scores, cand[:, None], value)
+
+            num_chunks = (sizes[k] + chunk - 1) // chunk
+            _, scores = tf.while_loop(
+                lambda q, _: q < num_chunks,
+                score_chunk,
+                (tf.constant(0), tf.fill([m + 1], -float("inf"))),
+            )
+            best = _argmax_lowest_index(scores[:m], tf.equal(frozen, k))
+            swapped = tf.tensor_scatter_nd_update(medoids, [[k]], [best])
+            near = tf.cond(
+                tf.equal(best, medoids[k]),
+                lambda: near,
+                lambda: move_slot(k, best, swapped, near),
+            )
+            return swapped, near, cell_table
+
         def visit_slot(k, medoids, near, cell_table):
             # A cluster of one member has its medoid as the only candidate: nothing to score.
             medoids, near, cell_table = tf.cond(
                 sizes[k] > 1,
-                lambda: swap_slot(
-                    k,
-                    medoids,
-                    near,
-                    cell_table,
-                    frozen,
-                    member_order,
-                    starts,
-                    sizes,
-                    cluster_energy,
-                ),
+                lambda: swap_slot(k, medoids, near, cell_table),
                 lambda: (medoids, near, cell_table),
             )
             return k + 1, medoids, near, cell_table
