@@ -18,10 +18,12 @@ each candidate takes over the points closer to it than to their base medoid. The
 a masked reduction. Every structured margin is a function of sums of an elementwise function
 over the contingency table (see `margins.py`), so a candidate's margin follows from the counts of
 the points it takes over per (cluster, class) cell, per cluster and per class: three segment sums
-of the take-over mask [points, candidates] by the base's cell ids, cluster slots and classes.
-Algorithm 1 updates the cell ids in O(m) a step; Algorithm 2 keeps every point's two nearest
-slots across swaps, so each base is a select. Shapes depend only on m (slots padded to m), so XLA
-compiles once per batch size.
+of the take-over mask [points, candidates] by the base's cells, clusters and classes. Only groups
+of two or more points get a row (`_rows`): f(0) = f(1) = 0 for every margin but "const", so a
+group of one point adds nothing whether or not it is taken. Algorithm 1 updates the cell ids in
+O(m) a step; Algorithm 2 keeps every point's two nearest slots across swaps, so each base is a
+select. S has n >= K slots (unused ones hold m), and the per-cluster and per-class tables have at
+most n rows; shapes depend on m and n only, so XLA compiles once per (batch size, n).
 
 Ties. Scores within a relative tolerance RTOL are tied (float32 rounding decides otherwise, and
 ties are common: with singleton classes two candidates often score exactly the same), and ties go
@@ -112,8 +114,10 @@ def oracle_score(
 class _Classes(NamedTuple):
     """The true classes, fixed during the inference."""
 
-    labels: tf.Tensor  # int32 [m], class ids in [0, m)
+    labels: tf.Tensor  # int32 [m], class ids in [0, K)
     num_classes: tf.Tensor  # int32 scalar K
+    row: tf.Tensor  # int32 [m], row of the point's class in the per-class table (see _rows)
+    num_rows: tf.Tensor  # int32 scalar, rows of the per-class table
     s_c: tf.Tensor  # float32 scalar, sum over classes of f(class size)
     emi_table: tf.Tensor  # float32 [m + 1], only read by "ami"
 
@@ -122,28 +126,52 @@ class _Base(NamedTuple):
     """The clustering every candidate is scored against (see module docstring)."""
 
     mind: tf.Tensor  # float32 [m], distance to the base medoid (+inf when unassigned)
-    asg: tf.Tensor  # int32 [m], base slot, m when unassigned
+    asg: tf.Tensor  # int32 [m], base slot in [0, n), n when unassigned
     fixed: tf.Tensor  # bool [m], medoids of the base: they keep their slot
-    cell: (
-        tf.Tensor
-    )  # int32 [m], id in [0, m) of the point's (cluster, class) cell; m if unassigned
-    cell_size: (
-        tf.Tensor
-    )  # float32 [m], size of the cell with each id (0 for unused ids)
-    cluster_size: tf.Tensor  # float32 [m], size of the cluster in each slot
+    # Rows of the point in the per-cell and per-cluster tables (see `_rows`), and the sizes of
+    # the cells and clusters in those rows.
+    cell: tf.Tensor  # int32 [m]
+    cell_size: tf.Tensor  # float32 [rows]
+    cluster: tf.Tensor  # int32 [m]
+    cluster_size: tf.Tensor  # float32 [rows]
 
 
-def _segment_sum(data: tf.Tensor, ids: tf.Tensor, m) -> tf.Tensor:
-    """Sums of `data` rows per id in [0, m); rows with id m are dropped. [m, ...] -> [m, ...]."""
-    return tf.math.unsorted_segment_sum(data, ids, m + 1)[:m]
+def _segment_sum(data: tf.Tensor, ids: tf.Tensor, n) -> tf.Tensor:
+    """Sums of `data` rows per id in [0, n); rows with id n are dropped. [m, ...] -> [n, ...]."""
+    return tf.math.unsorted_segment_sum(data, ids, n + 1)[:n]
 
 
-def _make_base(mind, asg, fixed, cell) -> _Base:
-    m = tf.shape(asg)[0]
+def _rows(ids, num_ids, max_rows, drop_singletons: bool):
+    """Rows of a per-group table (groups: cells, clusters or classes) for group ids in
+    [0, num_ids), num_ids meaning no group. Returns (row [m], row sizes, number of rows).
+
+    With `drop_singletons` only groups of two or more points get a row, numbered in id order,
+    the rest row = number of rows (dropped by `_segment_sum`): when f(0) = f(1) = 0, a group of
+    one point adds f(1 - t) = 0 to the sums whether or not a candidate takes it. There are at
+    most m // 2 such groups, and at most `max_rows` (a bound on the groups, e.g. the slots).
+    """
+    m = tf.shape(ids)[0]
     ones = tf.ones([m])
-    return _Base(
-        mind, asg, fixed, cell, _segment_sum(ones, cell, m), _segment_sum(ones, asg, m)
+    sizes = _segment_sum(ones, ids, num_ids)
+    if not drop_singletons:
+        return ids, sizes, num_ids
+    num_rows = tf.minimum(max_rows, m // 2)
+    kept = sizes >= 2.0
+    rank = tf.where(kept, tf.cumsum(tf.cast(kept, tf.int32)) - 1, num_rows)
+    row = tf.gather(tf.concat([rank, [num_rows]], axis=0), ids)
+    return row, _segment_sum(ones, row, num_rows), num_rows
+
+
+def _make_base(mind, asg, fixed, cell_id, num_slots, margin_type) -> _Base:
+    """`cell_id`: the point's cell as an id in [0, m), m if unassigned."""
+    m = tf.shape(asg)[0]
+    drop = margins_lib.singletons_add_nothing(margin_type)
+    cell, cell_size, _ = _rows(cell_id, m, m, drop)
+    # AMI's expected-MI term E(cluster size) is not zero at size 1: keep every cluster.
+    cluster, cluster_size, _ = _rows(
+        asg, num_slots, num_slots, drop and margin_type != "ami"
     )
+    return _Base(mind, asg, fixed, cell, cell_size, cluster, cluster_size)
 
 
 def _table_lookup(table: tf.Tensor, counts: tf.Tensor) -> tf.Tensor:
@@ -186,9 +214,11 @@ def _candidate_margins(
     """
     f = margins_lib.stat_fn(margin_type)
     m = tf.shape(taken)[0]
-    taken_per_cell = _segment_sum(taken, base.cell, m)
-    taken_per_cluster = _segment_sum(taken, base.asg, m)
-    taken_per_class = _segment_sum(taken, classes.labels, m)
+    taken_per_cell = _segment_sum(taken, base.cell, tf.shape(base.cell_size)[0])
+    taken_per_cluster = _segment_sum(
+        taken, base.cluster, tf.shape(base.cluster_size)[0]
+    )
+    taken_per_class = _segment_sum(taken, classes.row, classes.num_rows)
     taken_total = tf.reduce_sum(taken, axis=0)
     s_ac = tf.reduce_sum(
         f(base.cell_size[:, None] - taken_per_cell), axis=0
@@ -233,13 +263,20 @@ def _lowest_member(same: tf.Tensor) -> tf.Tensor:
 
 
 def _make_classes(
-    labels: tf.Tensor, emi_table: tf.Tensor, margin_type: str
+    labels: tf.Tensor, emi_table: tf.Tensor, margin_type: str, num_slots
 ) -> _Classes:
+    """`num_slots`: n >= K."""
     m = tf.shape(labels)[0]
     class_size = _segment_sum(tf.ones([m]), labels, m)
     s_c = tf.reduce_sum(margins_lib.stat_fn(margin_type)(class_size))
-    num_classes = tf.math.count_nonzero(class_size, dtype=tf.int32)
-    return _Classes(labels, num_classes, s_c, emi_table)
+    present = class_size > 0.0
+    num_classes = tf.reduce_sum(tf.cast(present, tf.int32))
+    # Ids made contiguous, 0..K-1 (order kept).
+    labels = tf.gather(tf.cumsum(tf.cast(present, tf.int32)) - 1, labels)
+    row, _, num_rows = _rows(
+        labels, num_slots, num_slots, margins_lib.singletons_add_nothing(margin_type)
+    )
+    return _Classes(labels, num_classes, row, num_rows, s_c, emi_table)
 
 
 def _argmax_lowest_index(scores: tf.Tensor, valid: tf.Tensor) -> tf.Tensor:
@@ -254,7 +291,12 @@ def _argmax_lowest_index(scores: tf.Tensor, valid: tf.Tensor) -> tf.Tensor:
 
 
 def greedy_facilities(
-    distances, labels, margin_multiplier, margin_type="nmi", emi_table=None
+    distances,
+    labels,
+    margin_multiplier,
+    margin_type="nmi",
+    emi_table=None,
+    num_slots=None,
 ):
     """Algorithm 1: greedily add i* = argmax_i A(S u {i}) until |S| = |Y|.
 
@@ -266,14 +308,18 @@ def greedy_facilities(
       margin_multiplier: float scalar gamma.
       margin_type: one of margins.MARGIN_TYPES.
       emi_table: for "ami", `margins.expected_mi_table` of the classes; computed when None.
+      num_slots: n, the length of S as returned, at least the number of classes K (default m).
+        The per-cluster and per-class tables have n rows, so a smaller n is faster; it must be
+        known when XLA compiles (a Python int, or computed from static shapes).
 
     Returns:
-      int32 [m]: the K medoids in slot order, then m (unused slots).
+      int32 [n]: the K medoids in slot order, then m (unused slots).
     """
+    num_slots = tf.shape(distances)[0] if num_slots is None else num_slots
     classes = _make_classes(
-        labels, _emi_table(labels, emi_table, margin_type), margin_type
+        labels, _emi_table(labels, emi_table, margin_type), margin_type, num_slots
     )
-    return _greedy(distances, classes, margin_multiplier, margin_type)
+    return _greedy(distances, classes, margin_multiplier, margin_type, num_slots)
 
 
 def _emi_table(labels, emi_table, margin_type):
@@ -289,15 +335,16 @@ def _emi_table(labels, emi_table, margin_type):
     return emi_table
 
 
-def _greedy(distances, classes: _Classes, gamma, margin_type):
+def _greedy(distances, classes: _Classes, gamma, margin_type, num_slots):
     m = tf.shape(distances)[0]
+    n = num_slots
     index = tf.range(m)
     labels = classes.labels
     # Column q holds D[q, :]: candidates along the last axis, so segment sums run over points.
     columns = tf.transpose(distances)
 
     def body(t, medoids, mind, asg, fixed, cell):
-        base = _make_base(mind, asg, fixed, cell)
+        base = _make_base(mind, asg, fixed, cell, n, margin_type)
         energy = -tf.reduce_sum(tf.minimum(columns, mind[:, None]), axis=0)
         margin = _candidate_margins(
             _taken(columns, index, t, base), base, classes, margin_type
@@ -316,7 +363,7 @@ def _greedy(distances, classes: _Classes, gamma, margin_type):
             tf.where(takes, row, mind),
             asg,
             fixed | tf.equal(index, best),
-            tf.where(asg < m, tf.gather(first, key), m),
+            tf.where(asg < n, tf.gather(first, key), m),
         )
 
     _, medoids, _, _, _, _ = tf.while_loop(
@@ -324,9 +371,9 @@ def _greedy(distances, classes: _Classes, gamma, margin_type):
         body,
         (
             tf.constant(0),
-            tf.fill([m], m),
+            tf.fill([n], m),
             tf.fill([m], float("inf")),
-            tf.fill([m], m),
+            tf.fill([m], n),
             tf.zeros([m], tf.bool),
             tf.fill([m], m),
         ),
@@ -353,17 +400,21 @@ def pam_refine(
     Args:
       distances: float32 [m, m].
       labels: int32 [m], class ids in [0, m).
-      medoids: int32 [m], initial S (Algorithm 1's output): K medoids, then m in unused slots.
+      medoids: int32 [n], initial S (Algorithm 1's output): K medoids, then m in n - K unused
+        slots.
       margin_multiplier: float scalar gamma.
       margin_type: one of margins.MARGIN_TYPES.
       iterations: T, the number of sweeps.
       emi_table: as in `greedy_facilities`.
 
     Returns:
-      int32 [m], refined medoids in slot order, then m.
+      int32 [n], refined medoids in slot order, then m.
     """
     classes = _make_classes(
-        labels, _emi_table(labels, emi_table, margin_type), margin_type
+        labels,
+        _emi_table(labels, emi_table, margin_type),
+        margin_type,
+        tf.shape(medoids)[0],
     )
     return _pam(distances, classes, medoids, margin_multiplier, margin_type, iterations)
 
@@ -402,9 +453,10 @@ def _two_nearest(slot_distances: tf.Tensor) -> _TwoNearest:
 
 def _pam(distances, classes: _Classes, medoids, gamma, margin_type, iterations):
     m = tf.shape(distances)[0]
+    n = tf.shape(medoids)[0]
     chunk = tf.minimum(m, _PAM_CHUNK)
     index = tf.range(m)
-    slots = tf.range(m)
+    slots = tf.range(n)
     labels = classes.labels
     columns = tf.transpose(distances)  # column q holds D[q, :]
     # Row m is the "distance" of an unused slot: +inf to every point.
@@ -417,17 +469,17 @@ def _pam(distances, classes: _Classes, medoids, gamma, margin_type, iterations):
         asg = tf.where(in_k, near.slot2, near.slot1)
         # The other medoids keep their own slot (unused slots write to a scratch entry).
         slot_of = tf.tensor_scatter_nd_update(
-            tf.fill([m + 1], m), medoids[:, None], slots
+            tf.fill([m + 1], n), medoids[:, None], slots
         )[:m]
-        fixed = (slot_of < m) & tf.not_equal(slot_of, k)
+        fixed = (slot_of < n) & tf.not_equal(slot_of, k)
         asg = tf.where(fixed, slot_of, asg)
         # Cell ids: each point writes its index at its (slot, class) key and reads back the
         # winner, one member per cell. The table is carried across calls and never cleared:
         # only keys written just now are read. O(m) instead of an O(m^2) fill.
-        key = asg * m + labels
+        key = asg * n + labels
         cell_table = tf.tensor_scatter_nd_update(cell_table, key[:, None], index)
-        cell = tf.where(asg < m, tf.gather(cell_table, key), m)
-        return _make_base(mind, asg, fixed, cell), cell_table
+        cell = tf.where(asg < n, tf.gather(cell_table, key), m)
+        return _make_base(mind, asg, fixed, cell, n, margin_type), cell_table
 
     def move_slot(k, new, medoids, near: _TwoNearest) -> _TwoNearest:
         """`near` for `medoids`, where S[k] has just become `new`: (D[new], k) enters every
@@ -476,7 +528,7 @@ def _pam(distances, classes: _Classes, medoids, gamma, margin_type, iterations):
         # F(X_{cluster of j}, {j}) for every j, under the frozen assignment.
         cluster_energy = -tf.reduce_sum(tf.where(same, distances, 0.0), axis=1)
         member_order = tf.argsort(frozen, stable=True)
-        sizes = tf.math.unsorted_segment_sum(tf.ones([m], tf.int32), frozen, m)
+        sizes = tf.math.unsorted_segment_sum(tf.ones([m], tf.int32), frozen, n)
         starts = tf.cumsum(sizes, exclusive=True)
 
         def swap_slot(k, medoids, near, cell_table):
@@ -538,7 +590,7 @@ def _pam(distances, classes: _Classes, medoids, gamma, margin_type, iterations):
             tf.constant(0),
             medoids,
             _two_nearest(tf.gather(padded, medoids)),
-            tf.zeros([m * (m + 1)], tf.int32),
+            tf.zeros([n * (n + 1)], tf.int32),
             tf.constant(True),
         ),
     )
@@ -546,11 +598,18 @@ def _pam(distances, classes: _Classes, medoids, gamma, margin_type, iterations):
 
 
 def inference(
-    distances, labels, gamma, margin_type, enable_pam, iterations, emi_table=None
+    distances,
+    labels,
+    gamma,
+    margin_type,
+    enable_pam,
+    iterations,
+    emi_table=None,
+    num_slots=None,
 ):
     """Algorithm 1, then Algorithm 2 when `enable_pam`: the medoids of (*) in eq. 6.
 
-    Every shape depends on m only, so XLA compiles once per batch size.
+    Every shape depends on m and n only, so XLA compiles once per (batch size, n).
 
     Args:
       distances: float32 [m, m].
@@ -560,14 +619,16 @@ def inference(
       enable_pam: python bool.
       iterations: python int, T.
       emi_table: as in `greedy_facilities`.
+      num_slots: n >= K, as in `greedy_facilities` (default m).
 
     Returns:
-      int32 [m]: the K medoids in slot order, then m (unused slots).
+      int32 [n]: the K medoids in slot order, then m (unused slots).
     """
+    num_slots = tf.shape(distances)[0] if num_slots is None else num_slots
     classes = _make_classes(
-        labels, _emi_table(labels, emi_table, margin_type), margin_type
+        labels, _emi_table(labels, emi_table, margin_type), margin_type, num_slots
     )
-    medoids = _greedy(distances, classes, gamma, margin_type)
+    medoids = _greedy(distances, classes, gamma, margin_type, num_slots)
     if enable_pam and iterations > 0:
         medoids = _pam(distances, classes, medoids, gamma, margin_type, iterations)
     return medoids

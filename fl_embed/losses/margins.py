@@ -40,6 +40,12 @@ def stat_fn(margin_type: str):
     return lambda x: tf.math.xlogy(x, x)
 
 
+def singletons_add_nothing(margin_type: str) -> bool:
+    """Whether f(0) = f(1) = 0, so that a row of the table holding one point adds nothing to
+    s_ac, s_a or s_c whether or not that point moves (true for all but "const")."""
+    return check_margin_type(margin_type) != "const"
+
+
 def expected_mi_table(class_counts: tf.Tensor, m: tf.Tensor) -> tf.Tensor:
     """E[s] = sum_c EMI term of a cluster of size s against class c, for s = 0..m.
 

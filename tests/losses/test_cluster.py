@@ -233,7 +233,7 @@ def test_xla_solver_in_a_plain_tf_function_is_traced_once_per_batch_size():
         gamma.assign(gamma * 0.9)
     assert step.experimental_get_tracing_count() == 1
     # The jit solver itself: new values of the same shapes reuse its trace (and XLA program).
-    solver = cluster_module._solver("nmi", True, 5, "xla")
+    solver = cluster_module._solver("nmi", True, 5, "xla", 1)
     dense = tf.constant(y, tf.int32)  # class c first appears at index c: already dense
     before = solver.experimental_get_tracing_count()
     for g in (0.5, 2.0, 3.0):

@@ -96,6 +96,69 @@ def test_identical_medoids_on_larger_batches_where_pam_moves_many_medoids(
         np.testing.assert_array_equal(xla, numpy)
 
 
+@pytest.mark.parametrize("margin_type", ["nmi", "ami", "ari", "vmeasure", "const"])
+def test_every_candidates_margin_equals_the_margin_of_its_clustering(margin_type):
+    # The inference scores all candidates at once from segment sums over a base clustering, with
+    # rows only for cells, clusters and classes that can change the sums. Here each candidate's
+    # margin is computed from scratch: g(S u {j}) and the margin of that partition.
+    from fl_embed.losses import margins
+
+    rng = np.random.default_rng(12)
+    cases = [_batch(rng, m, c) + (rng.choice(m, k, replace=False),) for m, c, k in
+             [(20, 6, 4), (24, 20, 9), (30, 3, 12)]]
+    # Tight, well separated classes with a medoid in all but the last (which has one point): the
+    # candidates of that class complete a perfect clustering, so margins of 0 occur too.
+    y = np.r_[np.repeat(np.arange(5), 4), 5]
+    x = np.eye(6, dtype=np.float32)[y] + rng.normal(scale=0.01, size=(21, 6)).astype(np.float32)
+    cases.append((x, y, np.flatnonzero(np.r_[True, y[1:] != y[:-1]])[:5]))
+    for x, y, medoids in cases:
+        m, num_classes, num_medoids = len(y), len(set(y.tolist())), len(medoids)
+        medoids = medoids.astype(np.int32)
+        d = tf.constant(_tf_distances(x))
+        labels = tf.constant(y, tf.int32)
+        n = max(num_classes, num_medoids + 1)
+        slots = tf.constant(np.r_[medoids, np.full(n - num_medoids, m)], tf.int32)
+        classes = fl._make_classes(
+            labels, fl._emi_table(labels, None, margin_type), margin_type, n
+        )
+        asg = fl.cluster_assignment(d, slots)
+        mind = tf.reduce_min(tf.gather(d, medoids), axis=0)
+        fixed = tf.constant(np.isin(np.arange(m), medoids))
+        cell_id = margins._dense_ids(asg * m + labels)
+        base = fl._make_base(mind, asg, fixed, cell_id, n, margin_type)
+        index = tf.range(m)
+        taken = fl._taken(tf.transpose(d), index, num_medoids, base)
+        got = fl._candidate_margins(taken, base, classes, margin_type).numpy()
+        for j in sorted(set(range(m)) - set(medoids.tolist())):
+            with_j = tf.constant(np.r_[medoids, j], tf.int32)
+            expected = margins.structured_margin(
+                fl.cluster_assignment(d, with_j), labels, margin_type
+            )
+            assert got[j] == pytest.approx(float(expected), abs=1e-5), (m, j)
+
+
+@pytest.mark.parametrize("m, num_classes", [(128, 20), (128, 64), (128, 65), (160, 30)])
+def test_inference_in_fewer_slots_than_points_gives_the_same_medoids(m, num_classes):
+    # K classes of a batch of m run in the fewest of m, m/2, m/4, m/8 slots (at least 64) that
+    # hold them: eagerly, chosen from the concrete labels; in a tf.function, by a switch at run
+    # time. Both must give what the numpy reference gives.
+    rng = np.random.default_rng(13)
+    x, y = _batch(rng, m, num_classes, dim=4)
+    numpy = loss_augmented_inference(y, x, 1.0, inference="numpy").numpy()
+    eager = loss_augmented_inference(y, x, 1.0).numpy()
+    in_graph = tf.function(lambda e, l: loss_augmented_inference(l, e, 1.0))
+    graph = in_graph(tf.constant(x), tf.constant(y)).numpy()
+    np.testing.assert_array_equal(eager, numpy)
+    np.testing.assert_array_equal(graph, numpy)
+    for n in (num_classes, m):
+        direct = fl.inference(
+            tf.constant(_tf_distances(x)), tf.constant(y, tf.int32), 1.0, "nmi", True, 5,
+            num_slots=n,
+        ).numpy()
+        np.testing.assert_array_equal(direct[:num_classes], numpy)
+        assert direct.shape == (n,) and np.all(direct[num_classes:] == m)
+
+
 def test_greedy_alone_matches_algorithm_1():
     rng = np.random.default_rng(5)
     x, y = _batch(rng, 10, 3)
