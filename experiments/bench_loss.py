@@ -6,7 +6,9 @@
 Rows: the XLA-compiled TensorFlow inference (forward, and forward + backward in one
 `tf.function(jit_compile=True)` step, as a trainer runs it) and the plain numpy Algorithms 1-2
 (`inference="numpy"`, A(S) recomputed for every candidate as the paper writes them), on the same
-inputs in the same run. Compilation time (once per batch size) is reported separately.
+inputs in the same run. Compilation time (once per batch size and slot count n; the jit-compiled
+step compiles every n its batch size may need) is reported separately. n is the number of slots
+the inference runs in (`fl_embed.losses.cluster.inference_slots`).
 """
 
 import statistics
@@ -17,6 +19,7 @@ import tensorflow as tf
 from absl import app, flags, logging
 
 from fl_embed.losses import cluster_loss
+from fl_embed.losses.cluster import inference_slots
 from fl_embed.losses.facility_location_numpy import loss_augmented_inference_np
 
 FLAGS = flags.FLAGS
@@ -30,6 +33,25 @@ flags.DEFINE_integer(
     "numpy_max_m", 128, "Skip the slow numpy reference above this m.", lower_bound=0
 )
 flags.DEFINE_float("margin_multiplier", 1.0, "gamma.", lower_bound=0.0)
+
+
+def _all(values, kind, ok) -> bool:
+    try:
+        return bool(values) and all(ok(kind(v)) for v in values)
+    except ValueError:
+        return False
+
+
+flags.register_validator(
+    "sizes",
+    lambda v: _all(v, int, lambda m: m >= 1),
+    message="--sizes takes positive integers, e.g. --sizes=32,128,512.",
+)
+flags.register_validator(
+    "ratios",
+    lambda v: _all(v, float, lambda r: 0.0 < r <= 1.0),
+    message="--ratios takes numbers in (0, 1], e.g. --ratios=0.25,0.75.",
+)
 
 
 def _median_seconds(fn, inputs) -> float:
@@ -76,6 +98,7 @@ def bench_row(m: int, ratio: float) -> dict:
     row = {
         "m": m,
         "C": num_classes,
+        "n": inference_slots(m, num_classes),
         "compile_s": compile_s,
         "fwd_ms": 1e3 * _median_seconds(forward, inputs),
         "fwd_bwd_ms": 1e3 * _median_seconds(forward_backward, inputs),
@@ -95,16 +118,20 @@ def bench_row(m: int, ratio: float) -> dict:
 def main(argv):
     del argv
     rows = [bench_row(int(m), float(r)) for m in FLAGS.sizes for r in FLAGS.ratios]
-    header = "| m | C | compile s | forward ms | fwd+bwd ms | numpy ref ms | numpy / forward |"
+    header = (
+        "| m | C | slots n | compile s | forward ms | fwd+bwd ms | numpy ref ms "
+        "| numpy / forward |"
+    )
     print(header)
     print("|---" * (header.count("|") - 1) + "|")
     for r in rows:
-        ratio = (
-            r["numpy_ms"] / r["fwd_ms"] if np.isfinite(r["numpy_ms"]) else float("nan")
-        )
+        numpy_ms, ratio = "-", "-"
+        if np.isfinite(r["numpy_ms"]):
+            numpy_ms = f"{r['numpy_ms']:.0f}"
+            ratio = f"{r['numpy_ms'] / r['fwd_ms']:.1f}x"
         print(
-            f"| {r['m']} | {r['C']} | {r['compile_s']:.1f} | {r['fwd_ms']:.1f} | {r['fwd_bwd_ms']:.1f} "
-            f"| {r['numpy_ms']:.0f} | {ratio:.1f}x |"
+            f"| {r['m']} | {r['C']} | {r['n']} | {r['compile_s']:.1f} | {r['fwd_ms']:.1f} "
+            f"| {r['fwd_bwd_ms']:.1f} | {numpy_ms} | {ratio} |"
         )
     logging.info(
         "numpy reference skipped above m=%d (--numpy_max_m).", FLAGS.numpy_max_m

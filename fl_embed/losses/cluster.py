@@ -130,6 +130,17 @@ def _fraction_for(m: int, num_classes: int) -> int:
     return max(f for f in _fractions(m) if _num_slots(m, f) >= num_classes)
 
 
+def inference_slots(batch_size: int, num_classes: int) -> int:
+    """n, the number of slots the XLA inference runs in for a batch of `batch_size` points and
+    `num_classes` distinct labels: the fewest of m, m/2, m/4, m/8 (at least 64, at most m)
+    holding them. The inference's per-cluster and per-class tables have n rows."""
+    if not 1 <= num_classes <= batch_size:
+        raise ValueError(
+            f"num_classes must be in [1, batch_size={batch_size}], got {num_classes}."
+        )
+    return _num_slots(batch_size, _fraction_for(batch_size, num_classes))
+
+
 def _solve(
     embeddings, labels, gamma, margin_type, enable_pam, iterations, inference, fraction
 ) -> _Solution:

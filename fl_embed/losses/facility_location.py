@@ -116,7 +116,9 @@ class _Classes(NamedTuple):
 
     labels: tf.Tensor  # int32 [m], class ids in [0, K)
     num_classes: tf.Tensor  # int32 scalar K
-    row: tf.Tensor  # int32 [m], row of the point's class in the per-class table (see _rows)
+    row: (
+        tf.Tensor
+    )  # int32 [m], row of the point's class in the per-class table (see _rows)
     num_rows: tf.Tensor  # int32 scalar, rows of the per-class table
     s_c: tf.Tensor  # float32 scalar, sum over classes of f(class size)
     emi_table: tf.Tensor  # float32 [m + 1], only read by "ami"

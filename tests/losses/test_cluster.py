@@ -273,3 +273,23 @@ def test_keras_loss_trains_in_model_fit_and_round_trips_its_config():
     assert restored.get_config() == loss.get_config()
     emb = model.predict(x, verbose=0)
     assert float(restored(y, emb)) == pytest.approx(float(loss(y, emb)))
+
+
+def test_inference_slots_are_the_fewest_of_m_over_1_2_4_8_that_hold_the_classes():
+    from fl_embed.losses.cluster import inference_slots
+
+    assert [inference_slots(512, k) for k in (1, 64, 65, 128, 129, 256, 257, 512)] == [
+        64,
+        64,
+        128,
+        128,
+        256,
+        256,
+        512,
+        512,
+    ]
+    assert [inference_slots(128, k) for k in (1, 64, 65)] == [64, 64, 128]
+    assert inference_slots(200, 26) == 64 and inference_slots(200, 65) == 100
+    assert inference_slots(48, 3) == 48  # small batches always run in m slots
+    with pytest.raises(ValueError, match="num_classes"):
+        inference_slots(128, 129)

@@ -104,12 +104,16 @@ def test_every_candidates_margin_equals_the_margin_of_its_clustering(margin_type
     from fl_embed.losses import margins
 
     rng = np.random.default_rng(12)
-    cases = [_batch(rng, m, c) + (rng.choice(m, k, replace=False),) for m, c, k in
-             [(20, 6, 4), (24, 20, 9), (30, 3, 12)]]
+    cases = [
+        _batch(rng, m, c) + (rng.choice(m, k, replace=False),)
+        for m, c, k in [(20, 6, 4), (24, 20, 9), (30, 3, 12)]
+    ]
     # Tight, well separated classes with a medoid in all but the last (which has one point): the
     # candidates of that class complete a perfect clustering, so margins of 0 occur too.
     y = np.r_[np.repeat(np.arange(5), 4), 5]
-    x = np.eye(6, dtype=np.float32)[y] + rng.normal(scale=0.01, size=(21, 6)).astype(np.float32)
+    x = np.eye(6, dtype=np.float32)[y] + rng.normal(scale=0.01, size=(21, 6)).astype(
+        np.float32
+    )
     cases.append((x, y, np.flatnonzero(np.r_[True, y[1:] != y[:-1]])[:5]))
     for x, y, medoids in cases:
         m, num_classes, num_medoids = len(y), len(set(y.tolist())), len(medoids)
@@ -152,7 +156,12 @@ def test_inference_in_fewer_slots_than_points_gives_the_same_medoids(m, num_clas
     np.testing.assert_array_equal(graph, numpy)
     for n in (num_classes, m):
         direct = fl.inference(
-            tf.constant(_tf_distances(x)), tf.constant(y, tf.int32), 1.0, "nmi", True, 5,
+            tf.constant(_tf_distances(x)),
+            tf.constant(y, tf.int32),
+            1.0,
+            "nmi",
+            True,
+            5,
             num_slots=n,
         ).numpy()
         np.testing.assert_array_equal(direct[:num_classes], numpy)
