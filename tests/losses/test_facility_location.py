@@ -168,6 +168,19 @@ def test_inference_in_fewer_slots_than_points_gives_the_same_medoids(m, num_clas
         assert direct.shape == (n,) and np.all(direct[num_classes:] == m)
 
 
+def test_inference_with_a_batch_size_unknown_when_traced_picks_its_slots_at_run_time():
+    rng = np.random.default_rng(14)
+    spec = [tf.TensorSpec([None, 4]), tf.TensorSpec([None], tf.int32)]
+    in_graph = tf.function(
+        lambda e, l: loss_augmented_inference(l, e, 1.0), input_signature=spec
+    )
+    for m, num_classes in [(128, 20), (96, 70)]:
+        x, y = _batch(rng, m, num_classes, dim=4)
+        numpy = loss_augmented_inference(y, x, 1.0, inference="numpy").numpy()
+        got = in_graph(tf.constant(x), tf.constant(y, tf.int32)).numpy()
+        np.testing.assert_array_equal(got, numpy)
+
+
 def test_greedy_alone_matches_algorithm_1():
     rng = np.random.default_rng(5)
     x, y = _batch(rng, 10, 3)
