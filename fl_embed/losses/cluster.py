@@ -101,7 +101,7 @@ def _solution(distances, labels, medoids, margin_type) -> _Solution:
 
 # The XLA inference is compiled for n = m / f slots, f in _SLOT_FRACTIONS (n >= _MIN_SLOTS, n <= m),
 # and each batch runs with the smallest n that holds its K classes: the per-cluster and per-class
-# tables of the inference have n rows, so e.g. K = 128 of m = 512 runs about 30% faster in 128
+# tables of the inference have n rows, so e.g. K = 128 of m = 512 ran about 25% faster in 128
 # slots than in 512. A size is compiled the first time a batch needs it.
 _SLOT_FRACTIONS = (1, 2, 4, 8)
 _MIN_SLOTS = 64
@@ -224,9 +224,10 @@ def _bind(fn, args: tuple, jit: bool):
 def _solver(
     margin_type: str, enable_pam: bool, iterations: int, inference: str, fraction: int
 ):
-    """`_solve` for these options: with "xla" a cached `jit_compile=True` function (compiled once
-    per batch size, wherever it is called from: eagerly, inside a plain `tf.function` train step,
-    or inlined into a step that is XLA-compiled itself); otherwise plain TensorFlow ops."""
+    """`_solve` for these options and slot fraction: with "xla" a cached `jit_compile=True`
+    function (compiled once per batch size, wherever it is called from: eagerly, inside a plain
+    `tf.function` train step, or inlined into a step that is XLA-compiled itself); otherwise
+    plain TensorFlow ops."""
     args = (margin_type, enable_pam, iterations, inference, fraction)
     return _bind(_solve, args, jit=inference == "xla")
 

@@ -116,10 +116,9 @@ class _Classes(NamedTuple):
 
     labels: tf.Tensor  # int32 [m], class ids in [0, K)
     num_classes: tf.Tensor  # int32 scalar K
-    row: (
-        tf.Tensor
-    )  # int32 [m], row of the point's class in the per-class table (see _rows)
-    num_rows: tf.Tensor  # int32 scalar, rows of the per-class table
+    # Row of each point's class in the per-class table (see `_rows`), and the number of rows.
+    row: tf.Tensor  # int32 [m]
+    num_rows: tf.Tensor  # int32 scalar
     s_c: tf.Tensor  # float32 scalar, sum over classes of f(class size)
     emi_table: tf.Tensor  # float32 [m + 1], only read by "ami"
 
@@ -267,12 +266,20 @@ def _lowest_member(same: tf.Tensor) -> tf.Tensor:
 def _make_classes(
     labels: tf.Tensor, emi_table: tf.Tensor, margin_type: str, num_slots
 ) -> _Classes:
-    """`num_slots`: n >= K."""
+    """`num_slots`: n >= K (checked when not XLA-compiled: XLA drops run-time asserts)."""
     m = tf.shape(labels)[0]
     class_size = _segment_sum(tf.ones([m]), labels, m)
     s_c = tf.reduce_sum(margins_lib.stat_fn(margin_type)(class_size))
     present = class_size > 0.0
     num_classes = tf.reduce_sum(tf.cast(present, tf.int32))
+    check = tf.debugging.assert_less_equal(
+        num_classes,
+        tf.cast(num_slots, tf.int32),
+        message="facility_location: num_slots (the length of S) must be at least the "
+        "number of classes K",
+    )
+    with tf.control_dependencies([check]):
+        num_classes = tf.identity(num_classes)
     # Ids made contiguous, 0..K-1 (order kept).
     labels = tf.gather(tf.cumsum(tf.cast(present, tf.int32)) - 1, labels)
     row, _, num_rows = _rows(

@@ -181,6 +181,16 @@ def test_inference_with_a_batch_size_unknown_when_traced_picks_its_slots_at_run_
         np.testing.assert_array_equal(got, numpy)
 
 
+def test_fewer_slots_than_classes_is_refused():
+    rng = np.random.default_rng(15)
+    x, y = _batch(rng, 12, 5)
+    d, labels = tf.constant(_tf_distances(x)), tf.constant(y, tf.int32)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="num_slots"):
+        fl.greedy_facilities(d, labels, 1.0, num_slots=4)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="num_slots"):
+        fl.pam_refine(d, labels, tf.range(4), 1.0)
+
+
 def test_greedy_alone_matches_algorithm_1():
     rng = np.random.default_rng(5)
     x, y = _batch(rng, 10, 3)
