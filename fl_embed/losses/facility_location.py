@@ -432,8 +432,8 @@ class _TwoNearest(NamedTuple):
     """The nearest and second-nearest slot of every point under the current S.
 
     Order is by (distance, slot), so `slot1` is the lowest slot at the minimum distance, as in
-    g(S) before medoids are forced into their own slot; slots are m and distances +inf where
-    there is no such slot.
+    g(S) before medoids are forced into their own slot; slots are n (the number of slots) and
+    distances +inf where there is no such slot.
     """
 
     dist1: tf.Tensor  # float32 [P]
