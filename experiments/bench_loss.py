@@ -20,7 +20,7 @@ from absl import app, flags, logging
 
 from fl_embed.losses import cluster_loss
 from fl_embed.losses.cluster import inference_slots
-from fl_embed.losses.facility_location_numpy import loss_augmented_inference_np
+from fl_embed.losses.numpy_inference import loss_augmented_inference_np
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("sizes", ["32", "128", "512"], "Batch sizes m.")

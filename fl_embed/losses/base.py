@@ -4,6 +4,7 @@ from collections.abc import Callable
 from typing import Any
 
 import keras
+import tensorflow as tf
 
 
 class MetricLossWrapper(keras.losses.Loss):
@@ -33,7 +34,16 @@ class MetricLossWrapper(keras.losses.Loss):
 
     def get_config(self) -> dict:
         config = super().get_config()
-        config.update(self._fn_kwargs)
+        # A hyper-parameter held in a Variable (a decayed margin, say) is saved as its current
+        # value, so the config stays plain JSON.
+        config.update(
+            {
+                key: float(keras.ops.convert_to_numpy(value))
+                if isinstance(value, (keras.Variable, tf.Variable, tf.Tensor))
+                else value
+                for key, value in self._fn_kwargs.items()
+            }
+        )
         return config
 
     @classmethod

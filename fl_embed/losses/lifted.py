@@ -116,22 +116,8 @@ class LiftedStructLoss(MetricLossWrapper):
 
     Args:
       margin: the margin alpha of eq. 2.
-      name: loss name.
-      reduction: Keras reduction; the loss is already a scalar per batch.
-      dtype: Keras loss dtype.
+      **kwargs: `name`, `reduction`, `dtype` of `keras.losses.Loss`.
     """
 
-    def __init__(
-        self,
-        margin: float = 1.0,
-        name: str = "lifted_struct_loss",
-        reduction: str = "sum_over_batch_size",
-        dtype=None,
-    ):
-        super().__init__(
-            lifted_struct_loss,
-            name=name,
-            reduction=reduction,
-            dtype=dtype,
-            margin=margin,
-        )
+    def __init__(self, margin: float = 1.0, name: str = "lifted_struct_loss", **kwargs):
+        super().__init__(lifted_struct_loss, name=name, margin=margin, **kwargs)

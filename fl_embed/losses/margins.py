@@ -9,7 +9,7 @@ cluster, c: true class) of an elementwise function `f`:
 the 0/1 margin), plus, for AMI only, `s_e = sum_a E(n_a)` with `E` the expected-mutual-information
 table of the true classes. Written this way the loss-augmented inference can score every candidate
 facility at once by updating the sums for the points a candidate takes over (see
-`facility_location.py`) instead of rebuilding the table per candidate.
+`candidates.py`) instead of rebuilding the table per candidate.
 """
 
 import tensorflow as tf
@@ -214,8 +214,14 @@ def clustering_score(
       float32 scalar.
     """
     check_margin_type(margin_type)
-    labels_true = _dense_ids(labels_true)
-    labels_pred = _dense_ids(labels_pred)
+    return score_of_ids(
+        dense_labels(labels_pred), dense_labels(labels_true), margin_type
+    )
+
+
+def score_of_ids(labels_pred: tf.Tensor, labels_true: tf.Tensor, margin_type: str):
+    """`clustering_score` of two clusterings whose ids are already in [0, m), e.g. slots of g(S)
+    and `dense_labels`: float32 scalar."""
     m = tf.cast(tf.shape(labels_true)[0], tf.float32)
     s_ac, s_a, s_c, s_e = contingency_sums(labels_pred, labels_true, margin_type)
     return score_from_sums(margin_type, s_ac, s_a, s_c, m, s_e)
@@ -237,8 +243,12 @@ def structured_margin(
     return 1.0 - clustering_score(labels_true, labels_pred, margin_type)
 
 
-def _dense_ids(labels: tf.Tensor) -> tf.Tensor:
-    """Each id replaced by the index of its first occurrence: ids in [0, m), XLA-friendly."""
+def dense_labels(labels: tf.Tensor) -> tf.Tensor:
+    """Each label replaced by the index of its class's first member: ids in [0, m), XLA-friendly.
+
+    The one place the library makes labels dense: the inference's tables are indexed by these
+    ids, and a point i is the first of its class exactly when dense_labels(labels)[i] == i.
+    """
     labels = tf.reshape(labels, [-1])
     m = tf.shape(labels)[0]
     same = tf.equal(labels[:, None], labels[None, :])

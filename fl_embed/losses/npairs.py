@@ -103,22 +103,8 @@ class NPairsLoss(MetricLossWrapper):
 
     Args:
       reg_lambda: lambda of eq. 3.
-      name: loss name.
-      reduction: Keras reduction; the loss is already a scalar per batch.
-      dtype: Keras loss dtype.
+      **kwargs: `name`, `reduction`, `dtype` of `keras.losses.Loss`.
     """
 
-    def __init__(
-        self,
-        reg_lambda: float = 0.002,
-        name: str = "npairs_loss",
-        reduction: str = "sum_over_batch_size",
-        dtype=None,
-    ):
-        super().__init__(
-            npairs_loss,
-            name=name,
-            reduction=reduction,
-            dtype=dtype,
-            reg_lambda=reg_lambda,
-        )
+    def __init__(self, reg_lambda: float = 0.002, name: str = "npairs_loss", **kwargs):
+        super().__init__(npairs_loss, name=name, reg_lambda=reg_lambda, **kwargs)

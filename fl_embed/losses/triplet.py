@@ -104,22 +104,10 @@ class TripletSemiHardLoss(MetricLossWrapper):
 
     Args:
       margin: the margin alpha of eq. 1.
-      name: loss name.
-      reduction: Keras reduction; the loss is already a scalar per batch.
-      dtype: Keras loss dtype.
+      **kwargs: `name`, `reduction`, `dtype` of `keras.losses.Loss`.
     """
 
     def __init__(
-        self,
-        margin: float = 1.0,
-        name: str = "triplet_semihard_loss",
-        reduction: str = "sum_over_batch_size",
-        dtype=None,
+        self, margin: float = 1.0, name: str = "triplet_semihard_loss", **kwargs
     ):
-        super().__init__(
-            triplet_semihard_loss,
-            name=name,
-            reduction=reduction,
-            dtype=dtype,
-            margin=margin,
-        )
+        super().__init__(triplet_semihard_loss, name=name, margin=margin, **kwargs)

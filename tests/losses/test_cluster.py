@@ -223,6 +223,7 @@ def test_runs_inside_jit_compiled_and_plain_tf_function_with_a_variable_gamma():
 
 def test_xla_solver_in_a_plain_tf_function_is_traced_once_per_batch_size():
     from fl_embed.losses import cluster as cluster_module
+    from fl_embed.losses import compiled
 
     rng = np.random.default_rng(7)
     y = _balanced(24, 6)
@@ -233,7 +234,8 @@ def test_xla_solver_in_a_plain_tf_function_is_traced_once_per_batch_size():
         gamma.assign(gamma * 0.9)
     assert step.experimental_get_tracing_count() == 1
     # The jit solver itself: new values of the same shapes reuse its trace (and XLA program).
-    solver = cluster_module._solver("nmi", True, 5, "xla", 1)
+    options = compiled.InferenceOptions("nmi", True, 5, "xla")
+    solver = compiled._compiled(cluster_module._terms, options, 1, jit=True)
     dense = tf.constant(y, tf.int32)  # class c first appears at index c: already dense
     before = solver.experimental_get_tracing_count()
     for g in (0.5, 2.0, 3.0):

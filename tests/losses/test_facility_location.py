@@ -4,12 +4,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from fl_embed.losses import candidates as cand
 from fl_embed.losses import facility_location as fl
 from fl_embed.losses import loss_augmented_inference
-from fl_embed.losses.facility_location_numpy import (
+from fl_embed.losses.greedy import greedy_facilities
+from fl_embed.losses.numpy_inference import (
     loss_augmented_inference_np,
     pam_refine_np,
 )
+from fl_embed.losses.pam import pam_refine
 from tests.losses import reference as ref
 
 
@@ -122,17 +125,15 @@ def test_every_candidates_margin_equals_the_margin_of_its_clustering(margin_type
         labels = tf.constant(y, tf.int32)
         n = max(num_classes, num_medoids + 1)
         slots = tf.constant(np.r_[medoids, np.full(n - num_medoids, m)], tf.int32)
-        classes = fl._make_classes(
-            labels, fl._emi_table(labels, None, margin_type), margin_type, n
-        )
+        classes = cand.make_classes(labels, margin_type, n)
         asg = fl.cluster_assignment(d, slots)
         mind = tf.reduce_min(tf.gather(d, medoids), axis=0)
         fixed = tf.constant(np.isin(np.arange(m), medoids))
-        cell_id = margins._dense_ids(asg * m + labels)
-        base = fl._make_base(mind, asg, fixed, cell_id, n, margin_type)
+        cell_id = margins.dense_labels(asg * m + labels)
+        base = cand.make_base(mind, asg, fixed, cell_id, n, margin_type)
         index = tf.range(m)
-        taken = fl._taken(tf.transpose(d), index, num_medoids, base)
-        got = fl._candidate_margins(taken, base, classes, margin_type).numpy()
+        taken = cand.taken_points(tf.transpose(d), index, num_medoids, base)
+        got = cand.candidate_margins(taken, base, classes, margin_type).numpy()
         for j in sorted(set(range(m)) - set(medoids.tolist())):
             with_j = tf.constant(np.r_[medoids, j], tf.int32)
             expected = margins.structured_margin(
@@ -155,15 +156,11 @@ def test_inference_in_fewer_slots_than_points_gives_the_same_medoids(m, num_clas
     np.testing.assert_array_equal(eager, numpy)
     np.testing.assert_array_equal(graph, numpy)
     for n in (num_classes, m):
-        direct = fl.inference(
-            tf.constant(_tf_distances(x)),
-            tf.constant(y, tf.int32),
-            1.0,
-            "nmi",
-            True,
-            5,
-            num_slots=n,
-        ).numpy()
+        d, labels = tf.constant(_tf_distances(x)), tf.constant(y, tf.int32)
+        direct = pam_refine(
+            d, labels, greedy_facilities(d, labels, 1.0, num_slots=n), 1.0
+        )
+        direct = direct.numpy()
         np.testing.assert_array_equal(direct[:num_classes], numpy)
         assert direct.shape == (n,) and np.all(direct[num_classes:] == m)
 
@@ -186,9 +183,9 @@ def test_fewer_slots_than_classes_is_refused():
     x, y = _batch(rng, 12, 5)
     d, labels = tf.constant(_tf_distances(x)), tf.constant(y, tf.int32)
     with pytest.raises(tf.errors.InvalidArgumentError, match="num_slots"):
-        fl.greedy_facilities(d, labels, 1.0, num_slots=4)
+        greedy_facilities(d, labels, 1.0, num_slots=4)
     with pytest.raises(tf.errors.InvalidArgumentError, match="num_slots"):
-        fl.pam_refine(d, labels, tf.range(4), 1.0)
+        pam_refine(d, labels, tf.range(4), 1.0)
 
 
 def test_greedy_alone_matches_algorithm_1():

@@ -1,16 +1,17 @@
 """Pure numpy loss-augmented inference: Algorithms 1 and 2 as written in the paper.
 
-The fallback behind `cluster_loss(..., inference="numpy")` (run through `tf.numpy_function`) and
-the reference the benchmark measures against. A(S) is recomputed from scratch for every
+The fallback behind `cluster_loss(..., inference="numpy")` (`numpy_medoids`, run through
+`tf.numpy_function`) and the reference the benchmark measures against. A(S) is recomputed from scratch for every
 candidate, as the algorithms are written; ties follow the same rules as the TensorFlow version
 (scores within RTOL tied, lowest index wins; distance ties to the lowest slot; medoids in their
 own slot).
 """
 
 import numpy as np
+import tensorflow as tf
 from sklearn.metrics import adjusted_mutual_info_score
 
-from fl_embed.losses.facility_location import RTOL
+from fl_embed.losses.candidates import RTOL
 from fl_embed.losses.margins import check_margin_type
 
 
@@ -139,3 +140,16 @@ def loss_augmented_inference_np(
     if enable_pam_finetuning:
         medoids = pam_refine_np(d, y, medoids, gamma, margin_type, int(pam_iterations))
     return medoids.astype(np.int32)
+
+
+def numpy_medoids(distances, labels, gamma, enable_pam, margin_type, iterations):
+    """`loss_augmented_inference_np` as a TensorFlow op: int32 [K], medoids in slot order."""
+    medoids = tf.numpy_function(
+        lambda d, y, g: loss_augmented_inference_np(
+            d, y, g, enable_pam, margin_type, iterations
+        ),
+        [distances, labels, gamma],
+        tf.int32,
+        stateful=False,
+    )
+    return tf.ensure_shape(medoids, [None])

@@ -1,0 +1,184 @@
+"""How the loss-augmented inference is run: which implementation, XLA compilation, and the
+number of slots of S.
+
+Dispatch only; the math is in `greedy.py` (Algorithm 1), `pam.py` (Algorithm 2) and
+`cluster.py` (eq. 6); `numpy_inference.py` is the plain numpy fallback.
+
+Slots. The inference runs in n slots, n = m / f for f in `SLOT_FRACTIONS` (n >= `MIN_SLOTS`,
+n <= m), and each batch takes the smallest n that holds its K classes: the per-cluster and
+per-class tables of the inference have n rows, so e.g. K = 128 of m = 512 ran about 25% faster in
+128 slots than in 512. All shapes inside depend on m and n only, so XLA compiles once per
+(batch size, n), the first time a batch needs it.
+
+Compilation. With the "xla" backend, a solver is a cached `jit_compile=True` function per
+(options, n), called from wherever the loss runs: eagerly, inside a plain `tf.function` train
+step (a `tf.switch_case` on K picks n at run time and only the n that actually run are
+compiled), or inlined into a step that is itself XLA-compiled (every n is compiled with it).
+"""
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import numpy as np
+import tensorflow as tf
+
+from fl_embed.distances import pairwise_distances
+from fl_embed.losses import margins as margins_lib
+from fl_embed.losses.greedy import greedy_facilities
+from fl_embed.losses.numpy_inference import numpy_medoids
+from fl_embed.losses.pam import pam_refine
+
+BACKENDS = ("xla", "graph", "numpy")
+SLOT_FRACTIONS = (1, 2, 4, 8)
+MIN_SLOTS = 64
+
+
+class InferenceOptions(NamedTuple):
+    """The settings of the loss-augmented inference (Python values, fixed when traced)."""
+
+    margin_type: str
+    enable_pam: bool
+    iterations: int  # T, sweeps of Algorithm 2
+    backend: str  # one of BACKENDS
+
+
+def inference_options(
+    enable_pam: bool, margin_type: str, iterations: int, backend: str
+) -> InferenceOptions:
+    """Checked `InferenceOptions`; a ValueError naming the bad value otherwise."""
+    margins_lib.check_margin_type(margin_type)
+    if backend not in BACKENDS:
+        raise ValueError(
+            f"Unknown inference {backend!r}; expected one of {', '.join(BACKENDS)}."
+        )
+    if (
+        isinstance(iterations, bool)
+        or not isinstance(iterations, (int, np.integer))
+        or iterations < 0
+    ):
+        raise ValueError(
+            f"pam_iterations must be a non-negative int, got {iterations!r}."
+        )
+    return InferenceOptions(margin_type, bool(enable_pam), int(iterations), backend)
+
+
+def num_slots(m, fraction: int):
+    """n for a batch of m (a Python int or an int32 scalar Tensor) and a slot fraction."""
+    if isinstance(m, int):
+        return min(m, max(MIN_SLOTS, -(-m // fraction)))
+    return tf.minimum(m, tf.maximum(MIN_SLOTS, (m + fraction - 1) // fraction))
+
+
+def _fractions(m_static) -> tuple:
+    """The fractions worth compiling for a batch of `m_static` (None when unknown): one per
+    distinct n, smallest f first."""
+    if m_static is None:
+        return SLOT_FRACTIONS
+    sizes = {}
+    for f in SLOT_FRACTIONS:
+        sizes.setdefault(num_slots(m_static, f), f)
+    return tuple(sorted(sizes.values()))
+
+
+def _fraction_for(m: int, num_classes: int) -> int:
+    """The fraction with the fewest slots that still hold `num_classes` (Python ints)."""
+    return max(f for f in _fractions(m) if num_slots(m, f) >= num_classes)
+
+
+def inference_slots(batch_size: int, num_classes: int) -> int:
+    """n, the number of slots the XLA inference runs in for a batch of `batch_size` points and
+    `num_classes` distinct labels: the fewest of m, m/2, m/4, m/8 (at least 64, at most m)
+    holding them. The inference's per-cluster and per-class tables have n rows."""
+    if not 1 <= num_classes <= batch_size:
+        raise ValueError(
+            f"num_classes must be in [1, batch_size={batch_size}], got {num_classes}."
+        )
+    return num_slots(batch_size, _fraction_for(batch_size, num_classes))
+
+
+def loss_augmented_medoids(distances, labels, gamma, options, fraction) -> tf.Tensor:
+    """S of (*) in eq. 6: Algorithm 1, then Algorithm 2 when enabled.
+
+    `labels` dense (`margins.dense_labels`). Returns int32 [m]: the K medoids in slot order,
+    then m, in n = num_slots(m, fraction) slots padded to m ([K] with numpy).
+    """
+    if options.backend == "numpy":
+        return numpy_medoids(
+            distances,
+            labels,
+            gamma,
+            options.enable_pam,
+            options.margin_type,
+            options.iterations,
+        )
+    m = tf.shape(distances)[0]
+    n = num_slots(m, fraction)
+    medoids = greedy_facilities(distances, labels, gamma, options.margin_type, n)
+    if options.enable_pam and options.iterations > 0:
+        medoids = pam_refine(
+            distances, labels, medoids, gamma, options.margin_type, options.iterations
+        )
+    # Every n gives the same output shape: unused slots (index m) up to m.
+    return tf.concat([medoids, tf.fill([m - n], m)], axis=0)
+
+
+def inference(embeddings, labels, gamma, options: InferenceOptions, fraction):
+    """`loss_augmented_medoids` of the embeddings and any integer labels (for `in_fewest_slots`)."""
+    labels = margins_lib.dense_labels(labels)
+    return loss_augmented_medoids(
+        pairwise_distances(embeddings), labels, gamma, options, fraction
+    )
+
+
+_JIT_CACHE: dict = {}
+
+
+def _compiled(fn: Callable, options: InferenceOptions, fraction, jit: bool):
+    """(e, y, g) -> fn(e, y, g, options, fraction); with `jit`, one cached `jit_compile=True`
+    function per (fn, options, fraction), compiled once per batch size."""
+    call = lambda e, y, g: fn(e, y, g, options, fraction)
+    if not jit:
+        return call
+    key = (fn, options, fraction)
+    if key not in _JIT_CACHE:
+        _JIT_CACHE[key] = tf.function(call, jit_compile=True)
+    return _JIT_CACHE[key]
+
+
+def in_fewest_slots(
+    solve: Callable, embeddings, labels, gamma, options: InferenceOptions
+):
+    """`solve(embeddings, labels, gamma, options, fraction)` in the fewest slots that hold the
+    batch's classes, compiled by XLA with the "xla" backend.
+
+    Eagerly, with "xla", the whole of `solve` is one cached `jit_compile=True` function (which
+    saves the eager dispatch of the small ops around the inference), and the fraction is chosen
+    here from the concrete labels, so only the sizes used are compiled. In a graph, a
+    `tf.switch_case` over the fractions picks it at run time. The numpy backend has no slots
+    (fraction 1).
+    """
+    jit = options.backend == "xla"
+    if options.backend == "numpy":
+        return _compiled(solve, options, 1, jit)(embeddings, labels, gamma)
+    if jit and tf.executing_eagerly():
+        num_classes = np.unique(labels.numpy()).size
+        fraction = _fraction_for(int(labels.shape[0]), num_classes)
+        return _compiled(solve, options, fraction, jit)(embeddings, labels, gamma)
+    fractions = _fractions(embeddings.shape[0])
+    if len(fractions) == 1:
+        return _compiled(solve, options, fractions[0], jit)(embeddings, labels, gamma)
+    m = tf.shape(embeddings)[0]
+    num_classes = tf.reduce_sum(
+        tf.cast(tf.equal(margins_lib.dense_labels(labels), tf.range(m)), tf.int32)
+    )
+    # Slot counts fall as the fraction grows: the branch is the number of smaller ones that fit.
+    branch = tf.add_n(
+        [tf.cast(num_slots(m, f) >= num_classes, tf.int32) for f in fractions[1:]]
+    )
+    return tf.switch_case(
+        branch,
+        [
+            lambda f=f: _compiled(solve, options, f, jit)(embeddings, labels, gamma)
+            for f in fractions
+        ],
+    )
