@@ -221,28 +221,6 @@ def test_runs_inside_jit_compiled_and_plain_tf_function_with_a_variable_gamma():
         assert np.all(np.isfinite(grad.numpy()))
 
 
-def test_xla_solver_in_a_plain_tf_function_is_traced_once_per_batch_size():
-    from fl_embed.losses import cluster as cluster_module
-    from fl_embed.losses import compiled
-
-    rng = np.random.default_rng(7)
-    y = _balanced(24, 6)
-    gamma = tf.Variable(1.0)
-    step = tf.function(lambda e: cluster_loss(y, e, gamma))
-    for _ in range(3):
-        step(tf.constant(_unit(rng, 24, 8)))
-        gamma.assign(gamma * 0.9)
-    assert step.experimental_get_tracing_count() == 1
-    # The jit solver itself: new values of the same shapes reuse its trace (and XLA program).
-    options = compiled.InferenceOptions("nmi", True, 5, "xla")
-    solver = compiled._compiled(cluster_module._terms, options, 1, jit=True)
-    dense = tf.constant(y, tf.int32)  # class c first appears at index c: already dense
-    before = solver.experimental_get_tracing_count()
-    for g in (0.5, 2.0, 3.0):
-        solver(tf.constant(_unit(rng, 24, 8)), dense, tf.constant(g))
-    assert solver.experimental_get_tracing_count() - before <= 1
-
-
 def test_mixed_precision_embeddings_are_computed_in_float32():
     rng = np.random.default_rng(7)
     x, y = _unit(rng, 16, 8), _balanced(16, 4)
@@ -275,23 +253,3 @@ def test_keras_loss_trains_in_model_fit_and_round_trips_its_config():
     assert restored.get_config() == loss.get_config()
     emb = model.predict(x, verbose=0)
     assert float(restored(y, emb)) == pytest.approx(float(loss(y, emb)))
-
-
-def test_inference_slots_are_the_fewest_of_m_over_1_2_4_8_that_hold_the_classes():
-    from fl_embed.losses.cluster import inference_slots
-
-    assert [inference_slots(512, k) for k in (1, 64, 65, 128, 129, 256, 257, 512)] == [
-        64,
-        64,
-        128,
-        128,
-        256,
-        256,
-        512,
-        512,
-    ]
-    assert [inference_slots(128, k) for k in (1, 64, 65)] == [64, 64, 128]
-    assert inference_slots(200, 26) == 64 and inference_slots(200, 65) == 100
-    assert inference_slots(48, 3) == 48  # small batches always run in m slots
-    with pytest.raises(ValueError, match="num_classes"):
-        inference_slots(128, 129)

@@ -1,58 +1,19 @@
 """triplet_semihard_loss against a loop-by-loop numpy reading of paper eq. 1 (semi-hard variant)."""
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from fl_embed.losses.triplet import (
-    TripletSemiHardLoss,
     pair_masks,
     triplet_semihard_loss,
 )
-
-
-def reference_triplet_semihard(
-    labels: np.ndarray, x: np.ndarray, margin: float
-) -> float:
-    """Paper section 2.1 written as loops, in float64."""
-    m = len(labels)
-    d2 = ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1)
-    hinges = []
-    for i in range(m):
-        negatives = [k for k in range(m) if labels[k] != labels[i]]
-        if not negatives:
-            continue
-        for j in range(m):
-            if j == i or labels[j] != labels[i]:
-                continue
-            semihard = [k for k in negatives if d2[i, k] > d2[i, j]]
-            if semihard:
-                k_star = min(semihard, key=lambda k: d2[i, k])
-            else:
-                k_star = max(negatives, key=lambda k: d2[i, k])
-            hinges.append(max(d2[i, j] + margin - d2[i, k_star], 0.0))
-    return float(np.mean(hinges)) if hinges else 0.0
-
-
-def numeric_gradient(fn, x: np.ndarray, eps: float = 1e-5) -> np.ndarray:
-    grad = np.zeros_like(x)
-    for index in np.ndindex(x.shape):
-        step = np.zeros_like(x)
-        step[index] = eps
-        grad[index] = (fn(x + step) - fn(x - step)) / (2 * eps)
-    return grad
-
-
-def autodiff(loss_fn, labels, x: np.ndarray, **kwargs):
-    embeddings = tf.Variable(x.astype(np.float32))
-    with tf.GradientTape() as tape:
-        loss = loss_fn(labels, embeddings, **kwargs)
-    return loss.numpy(), tape.gradient(loss, embeddings).numpy()
-
-
-def unit_rows(x: np.ndarray) -> np.ndarray:
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
+from tests.losses.baseline_references import (
+    autodiff,
+    numeric_gradient,
+    reference_triplet_semihard,
+    unit_rows,
+)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -102,88 +63,7 @@ def test_falls_back_to_the_farthest_negative_when_none_is_semihard():
     np.testing.assert_allclose(loss, (92.0 + 20.0) / 4.0, rtol=1e-6)
 
 
-@pytest.mark.parametrize(
-    "labels",
-    [np.zeros(6, np.int32), np.arange(6, dtype=np.int32)],
-    ids=["no_negative", "no_positive"],
-)
-def test_degenerate_batch_gives_zero_loss_and_zero_gradient(labels):
-    x = np.random.default_rng(0).normal(size=(6, 4))
-    loss, grad = autodiff(triplet_semihard_loss, labels, x)
-    assert loss == 0.0
-    np.testing.assert_array_equal(grad, 0.0)
-
-
-def test_duplicate_embeddings_give_a_finite_gradient():
-    x = np.array([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
-    loss, grad = autodiff(triplet_semihard_loss, np.array([0, 0, 1, 1]), x)
-    assert np.isfinite(loss) and np.all(np.isfinite(grad))
-
-
 def test_pair_masks_exclude_the_diagonal_and_split_same_from_different_labels():
     positive, negative = pair_masks(tf.constant([0, 0, 1]))
     np.testing.assert_array_equal(positive.numpy(), [[0, 1, 0], [1, 0, 0], [0, 0, 0]])
     np.testing.assert_array_equal(negative.numpy(), [[0, 0, 1], [0, 0, 1], [1, 1, 0]])
-
-
-def test_float16_embeddings_are_computed_in_float32():
-    rng = np.random.default_rng(3)
-    labels = rng.integers(0, 3, size=12)
-    x = unit_rows(rng.normal(size=(12, 8))).astype(np.float16)
-    loss = triplet_semihard_loss(labels, x)
-    assert loss.dtype == tf.float32
-    expected = reference_triplet_semihard(labels, x.astype(np.float64), 1.0)
-    np.testing.assert_allclose(loss.numpy(), expected, rtol=1e-5, atol=1e-6)
-
-
-def test_tf_function_with_unknown_batch_size_matches_eager():
-    fn = tf.function(
-        triplet_semihard_loss,
-        input_signature=[
-            tf.TensorSpec([None], tf.int32),
-            tf.TensorSpec([None, None], tf.float32),
-        ],
-    )
-    rng = np.random.default_rng(4)
-    for m in (5, 11):
-        labels = rng.integers(0, 3, size=m).astype(np.int32)
-        x = rng.normal(size=(m, 4)).astype(np.float32)
-        np.testing.assert_allclose(
-            fn(labels, x).numpy(), triplet_semihard_loss(labels, x).numpy(), rtol=1e-6
-        )
-
-
-def test_nan_embeddings_raise_a_clear_error():
-    x = np.ones((4, 2), np.float32)
-    x[1, 0] = np.nan
-    with pytest.raises(tf.errors.InvalidArgumentError, match="NaN or Inf"):
-        triplet_semihard_loss(np.array([0, 0, 1, 1]), x)
-
-
-def test_keras_loss_round_trips_through_serialization():
-    loss = TripletSemiHardLoss(margin=0.3)
-    restored = keras.saving.deserialize_keras_object(
-        keras.saving.serialize_keras_object(loss)
-    )
-    assert isinstance(restored, TripletSemiHardLoss)
-    assert restored.get_config()["margin"] == 0.3
-
-
-def test_keras_loss_trains_a_model_with_fit():
-    rng = np.random.default_rng(5)
-    features = rng.normal(size=(64, 10)).astype(np.float32)
-    labels = rng.integers(0, 4, size=(64, 1)).astype(
-        np.float32
-    )  # Keras' default y_true dtype
-    model = keras.Sequential(
-        [keras.Input((10,)), keras.layers.Dense(8), keras.layers.UnitNormalization()]
-    )
-    model.compile(optimizer="sgd", loss=TripletSemiHardLoss(margin=0.5))
-    history = model.fit(features, labels, batch_size=16, epochs=1, verbose=0)
-    assert np.isfinite(history.history["loss"][0])
-    expected = reference_triplet_semihard(
-        labels[:16, 0], model.predict(features[:16], verbose=0).astype(float), 0.5
-    )
-    np.testing.assert_allclose(
-        model.evaluate(features[:16], labels[:16], verbose=0), expected, rtol=1e-4
-    )

@@ -1,0 +1,20 @@
+"""Random batches shared by the tests of the inference."""
+
+import numpy as np
+
+from tests.losses import reference as ref
+
+
+def random_batch(rng, m, num_classes, dim=3):
+    y = ref.dense(
+        np.concatenate(
+            [np.arange(num_classes), rng.integers(0, num_classes, m - num_classes)]
+        )
+    )
+    x = rng.normal(size=(m, dim)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x, y
+
+
+def tf_distances(x):
+    return ref.distances(x).astype(np.float32)

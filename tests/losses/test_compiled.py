@@ -1,0 +1,107 @@
+"""How the inference runs (`compiled.py`): slot counts, XLA, unknown batch sizes, the numpy backend."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from fl_embed.losses import cluster_loss, loss_augmented_inference
+from fl_embed.losses.greedy import greedy_facilities
+from fl_embed.losses.pam import pam_refine
+from tests.losses.batches import random_batch as _batch
+from tests.losses.batches import tf_distances as _tf_distances
+
+
+def test_numpy_fallback_gives_identical_medoids_to_the_tensorflow_inference():
+    rng = np.random.default_rng(4)
+    for m, num_classes in [(16, 4), (16, 12), (24, 6)]:
+        x, y = _batch(rng, m, num_classes, dim=8)
+        xla = loss_augmented_inference(y, x, 1.0).numpy()
+        numpy = loss_augmented_inference(y, x, 1.0, inference="numpy").numpy()
+        np.testing.assert_array_equal(xla, numpy)
+
+
+@pytest.mark.parametrize("m, num_classes", [(128, 20), (128, 64), (128, 65), (160, 30)])
+def test_inference_in_fewer_slots_than_points_gives_the_same_medoids(m, num_classes):
+    # K classes of a batch of m run in the fewest of m, m/2, m/4, m/8 slots (at least 64) that
+    # hold them: eagerly, chosen from the concrete labels; in a tf.function, by a switch at run
+    # time. Both must give what the numpy reference gives.
+    rng = np.random.default_rng(13)
+    x, y = _batch(rng, m, num_classes, dim=4)
+    numpy = loss_augmented_inference(y, x, 1.0, inference="numpy").numpy()
+    eager = loss_augmented_inference(y, x, 1.0).numpy()
+    in_graph = tf.function(lambda e, l: loss_augmented_inference(l, e, 1.0))
+    graph = in_graph(tf.constant(x), tf.constant(y)).numpy()
+    np.testing.assert_array_equal(eager, numpy)
+    np.testing.assert_array_equal(graph, numpy)
+    for n in (num_classes, m):
+        d, labels = tf.constant(_tf_distances(x)), tf.constant(y, tf.int32)
+        direct = pam_refine(
+            d, labels, greedy_facilities(d, labels, 1.0, num_slots=n), 1.0
+        )
+        direct = direct.numpy()
+        np.testing.assert_array_equal(direct[:num_classes], numpy)
+        assert direct.shape == (n,) and np.all(direct[num_classes:] == m)
+
+
+def test_inference_with_a_batch_size_unknown_when_traced_picks_its_slots_at_run_time():
+    rng = np.random.default_rng(14)
+    spec = [tf.TensorSpec([None, 4]), tf.TensorSpec([None], tf.int32)]
+    in_graph = tf.function(
+        lambda e, l: loss_augmented_inference(l, e, 1.0), input_signature=spec
+    )
+    for m, num_classes in [(128, 20), (96, 70)]:
+        x, y = _batch(rng, m, num_classes, dim=4)
+        numpy = loss_augmented_inference(y, x, 1.0, inference="numpy").numpy()
+        got = in_graph(tf.constant(x), tf.constant(y, tf.int32)).numpy()
+        np.testing.assert_array_equal(got, numpy)
+
+
+def _unit(rng, m, dim):
+    x = rng.normal(size=(m, dim)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def _balanced(m, num_classes):
+    return np.arange(m) % num_classes
+
+
+def test_xla_solver_in_a_plain_tf_function_is_traced_once_per_batch_size():
+    from fl_embed.losses import cluster as cluster_module
+    from fl_embed.losses import compiled
+
+    rng = np.random.default_rng(7)
+    y = _balanced(24, 6)
+    gamma = tf.Variable(1.0)
+    step = tf.function(lambda e: cluster_loss(y, e, gamma))
+    for _ in range(3):
+        step(tf.constant(_unit(rng, 24, 8)))
+        gamma.assign(gamma * 0.9)
+    assert step.experimental_get_tracing_count() == 1
+    # The jit solver itself: new values of the same shapes reuse its trace (and XLA program).
+    options = compiled.InferenceOptions("nmi", True, 5, "xla")
+    solver = compiled._compiled(cluster_module._terms, options, 1, jit=True)
+    dense = tf.constant(y, tf.int32)  # class c first appears at index c: already dense
+    before = solver.experimental_get_tracing_count()
+    for g in (0.5, 2.0, 3.0):
+        solver(tf.constant(_unit(rng, 24, 8)), dense, tf.constant(g))
+    assert solver.experimental_get_tracing_count() - before <= 1
+
+
+def test_inference_slots_are_the_fewest_of_m_over_1_2_4_8_that_hold_the_classes():
+    from fl_embed.losses.cluster import inference_slots
+
+    assert [inference_slots(512, k) for k in (1, 64, 65, 128, 129, 256, 257, 512)] == [
+        64,
+        64,
+        128,
+        128,
+        256,
+        256,
+        512,
+        512,
+    ]
+    assert [inference_slots(128, k) for k in (1, 64, 65)] == [64, 64, 128]
+    assert inference_slots(200, 26) == 64 and inference_slots(200, 65) == 100
+    assert inference_slots(48, 3) == 48  # small batches always run in m slots
+    with pytest.raises(ValueError, match="num_classes"):
+        inference_slots(128, 129)
