@@ -232,13 +232,7 @@ def structured_margin(
 ) -> tf.Tensor:
     """Delta(y, y*) = 1 - score(y, y*), eq. 8: 0 for a perfect clustering, 1 for the worst.
 
-    Args:
-      labels_pred: int Tensor [m], predicted cluster ids.
-      labels_true: int Tensor [m], true class ids.
-      margin_type: one of MARGIN_TYPES.
-
-    Returns:
-      float32 scalar.
+    Arguments as `clustering_score`, predicted clusters first. Returns a float32 scalar.
     """
     return 1.0 - clustering_score(labels_true, labels_pred, margin_type)
 

@@ -7,7 +7,12 @@ import pytest
 import tensorflow as tf
 
 from fl_embed.losses import get_loss
-from tests.losses.baseline_references import REFERENCES, autodiff, unit_rows
+from tests.losses.baseline_references import (
+    REFERENCES,
+    autodiff,
+    numeric_gradient,
+    unit_rows,
+)
 
 BASELINES = sorted(REFERENCES)
 
@@ -15,6 +20,39 @@ BASELINES = sorted(REFERENCES)
 def _inputs(name, rng, m, dim):
     x = rng.normal(size=(m, dim))
     return unit_rows(x) if get_loss(name).l2_normalize else x
+
+
+VALUES = [("triplet", 0.2), ("triplet", 1.0), ("lifted", 0.5), ("lifted", 1.0)] + [
+    ("npairs", value) for value in (0.0, 0.002, 0.5)
+]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("name, value", VALUES)
+def test_value_matches_numpy_reference_on_random_batches(seed, name, value):
+    reference, knob, _ = REFERENCES[name]
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 4, size=16)
+    x = _inputs(name, rng, 16, 8)
+    got = get_loss(name).fn(labels, x.astype(np.float32), **{knob: value}).numpy()
+    np.testing.assert_allclose(got, reference(labels, x, value), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize(
+    "name, value", [("triplet", 1.0), ("lifted", 1.0), ("npairs", 0.1)]
+)
+def test_gradient_matches_finite_differences_of_reference(seed, name, value):
+    reference, knob, _ = REFERENCES[name]
+    rng = np.random.default_rng(seed)
+    labels = np.array([0, 0, 0, 1, 1, 2, 2, 3, 3])
+    x = rng.normal(size=(9, 3))
+    _, grad = autodiff(get_loss(name).fn, labels, x, **{knob: value})
+    expected = numeric_gradient(lambda z: reference(labels, z, value), x)
+    assert (
+        np.abs(expected).max() > 0.1
+    )  # some term is active: the comparison means something
+    np.testing.assert_allclose(grad, expected, rtol=1e-3, atol=1e-4)
 
 
 @pytest.mark.parametrize("name", BASELINES)
