@@ -1,8 +1,10 @@
 """Exact k-nearest-neighbour search, blockwise so no n x n matrix is ever held in memory.
 
-Two backends give the same neighbours: plain numpy (float64 scores of every pair), and faiss
-(`pip install fl_embed[faiss]`) when it is installed, whose float32 search only proposes
-candidates that are then ranked by the same float64 scores (see `_faiss_knn`).
+Two backends give the same neighbours: plain numpy (float64 scores of every pair, the default),
+and faiss (`pip install fl_embed[faiss]`), whose float32 search only proposes candidates that
+are then ranked by float64 distances (see `_faiss_knn`). numpy stays the default because on a
+2-core CPU the faiss path measured slower at k >= 300 (the float64 re-ranking of k candidates
+per query costs more than it saves; BUILD_NOTES.md, issue 16).
 """
 
 import numpy as np
@@ -48,7 +50,7 @@ def exact_knn(
     embeddings: np.ndarray,
     k: int,
     block_size: int = DEFAULT_BLOCK_SIZE,
-    backend: str = "auto",
+    backend: str = "numpy",
 ) -> tuple[np.ndarray, np.ndarray]:
     """The k nearest neighbours of every item among all the others (leave-one-out retrieval).
 
@@ -68,7 +70,7 @@ def exact_knn(
       embeddings: float array [n, d].
       k: number of neighbours, 1 <= k <= n - 1.
       block_size: queries handled at once by the numpy path; memory grows as block_size * n.
-      backend: "auto" (faiss if installed, else numpy), "numpy" or "faiss". Both return the
+      backend: "numpy", "faiss", or "auto" (faiss if installed, else numpy). All return the
         same neighbours in the same order.
 
     Returns:

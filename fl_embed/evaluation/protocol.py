@@ -89,7 +89,7 @@ def evaluate(
     ks: Sequence[int] = CUB_CARS_KS,
     seed: int = 0,
     block_size: int = DEFAULT_BLOCK_SIZE,
-    knn_backend: str = "auto",
+    knn_backend: str = "numpy",
 ) -> dict[str, float]:
     """NMI, Recall@K, MAP@R and R-precision of an embedding of a labelled test set.
 
@@ -110,7 +110,7 @@ def evaluate(
         (1, 10, 100, 1000) for Stanford Online Products (`PRODUCTS_KS`).
       seed: random_state of k-means.
       block_size: queries per block of the numpy nearest-neighbour search.
-      knn_backend: "auto" (faiss when installed, else numpy), "numpy" or "faiss"; the
+      knn_backend: "numpy", "faiss" or "auto" (faiss when installed, else numpy); the
         neighbours, hence the metrics, are the same (see `exact_knn`).
 
     Returns:

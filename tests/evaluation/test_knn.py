@@ -112,7 +112,9 @@ def test_numpy_fallback_is_used_when_faiss_is_missing(monkeypatch):
     monkeypatch.setitem(sys.modules, "faiss", None)  # makes `import faiss` fail
     assert knn.faiss_module() is None
     x = np.random.default_rng(3).integers(0, 3, size=(100, 2)).astype(np.float32)
-    np.testing.assert_array_equal(exact_knn(x, 7)[1], brute_force_knn(x, 7)[1])
+    np.testing.assert_array_equal(
+        exact_knn(x, 7, backend="auto")[1], brute_force_knn(x, 7)[1]
+    )
     with pytest.raises(ValueError, match="faiss is not installed"):
         exact_knn(x, 7, backend="faiss")
 
