@@ -116,7 +116,9 @@ def _numpy_knn_rows(
     """Fills distances[rows], indices[rows] from the float64 scores of every pair."""
     k = indices.shape[1]
     # ||x_q||^2 is constant along a row, so it is left out of the ranking and added back below.
-    scores = x[rows] @ (-2.0 * x.T)
+    # Scaling by -2 is exact, so this equals x_q^T (-2 x_j) bit for bit.
+    scores = x[rows] @ x.T
+    scores *= -2.0
     scores += sq_norms[None, :]
     scores[np.arange(rows.size), rows] = np.inf  # a query is not its own neighbour
     block_indices = _smallest_k_stable(scores, k)
