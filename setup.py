@@ -35,6 +35,8 @@ setup(
     extras_require={
         "cpu": [f"tensorflow-cpu=={TF_VERSION}"],
         "gpu": [f"tensorflow[and-cuda]=={TF_VERSION}"],
-        "test": ["pytest>=7", "ruff>=0.4"],
+        # Exact kNN of the evaluation through faiss (the numpy fallback gives the same result).
+        "faiss": ["faiss-cpu>=1.8"],
+        "test": ["pytest>=7", "ruff>=0.4", "faiss-cpu>=1.8"],
     },
 )

@@ -7,7 +7,10 @@ stages `evaluate` runs, one by one, and `evaluate` itself end to end. For each: 
 the peak resident memory of the process during the stage (Linux VmHWM, reset before each stage
 through /proc/self/clear_refs, so it includes what the process already held: TensorFlow,
 which `import fl_embed` loads, and the data). Target from issue 3: under 3 minutes and 4 GiB
-end to end on a 2-core machine.
+end to end on a 2-core machine; issue 16: under 30 s with faiss.
+
+The nearest-neighbour search runs through both backends of `exact_knn` (numpy, and faiss when
+installed) in the same run; the benchmark fails if their neighbour lists differ.
 """
 
 import time
@@ -19,6 +22,7 @@ from fl_embed.evaluation import (
     PRODUCTS_KS,
     evaluate,
     exact_knn,
+    faiss_module,
     kmeans_clusters,
     map_at_r,
     neighbour_matches,
@@ -114,7 +118,22 @@ def main(argv):
         FLAGS.seed,
     )
     depth = max(max(ks), int(same_class_counts(labels).max()))
-    _, indices = timed(rows, f"exact kNN (k={depth})", exact_knn, x, depth)
+    backends = ["numpy"] + (["faiss"] if faiss_module() is not None else [])
+    indices = None
+    for backend in backends:
+        _, found = timed(
+            rows,
+            f"exact kNN, {backend} (k={depth})",
+            exact_knn,
+            x,
+            depth,
+            backend=backend,
+        )
+        if indices is not None and not np.array_equal(found, indices):
+            raise RuntimeError("exact_knn: faiss and numpy neighbour lists differ.")
+        indices = found
+    if len(backends) == 1:
+        logging.warning("faiss is not installed: only the numpy kNN is timed.")
     metrics = timed(
         rows, "Recall@K, MAP@R, R-precision", retrieval_metrics, labels, indices, ks
     )
@@ -128,15 +147,30 @@ def main(argv):
         FLAGS.seed,
     )
     metrics = {"nmi": timed(rows, "NMI", nmi, labels, clusters), **metrics}
-    stage_total = sum(seconds for _, seconds, _ in rows[1:])
+    shared = sum(s for stage, s, _ in rows[1:] if not stage.startswith("exact kNN"))
+    stage_totals = {
+        backend: shared
+        + sum(s for stage, s, _ in rows if stage.startswith(f"exact kNN, {backend}"))
+        for backend in backends
+    }
+    end_to_end = {}
     if FLAGS.end_to_end:
-        end_to_end = timed(
-            rows, "evaluate() end to end", evaluate, x, labels, ks=ks, seed=FLAGS.seed
-        )
-        if not np.allclose(list(end_to_end.values()), list(metrics.values())):
-            raise RuntimeError(
-                f"evaluate() disagrees with its stages: {end_to_end} vs {metrics}"
+        for backend in backends:
+            end_to_end[backend] = timed(
+                rows,
+                f"evaluate(), {backend} kNN",
+                evaluate,
+                x,
+                labels,
+                ks=ks,
+                seed=FLAGS.seed,
+                knn_backend=backend,
             )
+            if end_to_end[backend] != metrics:
+                raise RuntimeError(
+                    f"evaluate() with {backend} disagrees with its stages: "
+                    f"{end_to_end[backend]} vs {metrics}"
+                )
 
     print(
         f"{FLAGS.num_items} x {FLAGS.dim} embeddings, {FLAGS.num_classes} classes, ks={ks}"
@@ -144,11 +178,13 @@ def main(argv):
     print(f"{'stage':<32}{'wall s':>9}{'peak RSS GiB':>14}")
     for stage, seconds, peak in rows:
         print(f"{stage:<32}{seconds:>9.1f}{peak:>14.2f}")
-    print(f"{'sum of evaluation stages':<32}{stage_total:>9.1f}")
-    print(
-        "metrics: "
-        + ", ".join(f"{name} {value:.4f}" for name, value in metrics.items())
-    )
+    for backend, total in stage_totals.items():
+        print(f"{'sum of stages, ' + backend + ' kNN':<32}{total:>9.1f}")
+    for backend, values in end_to_end.items() or [("stages", metrics)]:
+        print(
+            f"metrics ({backend}): "
+            + ", ".join(f"{name} {value:.4f}" for name, value in values.items())
+        )
 
 
 if __name__ == "__main__":

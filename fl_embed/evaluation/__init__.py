@@ -8,7 +8,7 @@ from fl_embed.evaluation.clustering import (
     mutual_information,
     nmi,
 )
-from fl_embed.evaluation.knn import exact_knn
+from fl_embed.evaluation.knn import exact_knn, faiss_module
 from fl_embed.evaluation.protocol import (
     CUB_CARS_KS,
     PRODUCTS_KS,
@@ -32,6 +32,7 @@ __all__ = [
     "entropy",
     "evaluate",
     "exact_knn",
+    "faiss_module",
     "kmeans_clusters",
     "map_at_r",
     "metrics_table",

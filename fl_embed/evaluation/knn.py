@@ -1,4 +1,11 @@
-"""Exact k-nearest-neighbour search, blockwise so no n x n matrix is ever held in memory."""
+"""Exact k-nearest-neighbour search, blockwise so no n x n matrix is ever held in memory.
+
+Two backends give the same neighbours: plain numpy (float64 scores of every pair, the default),
+and faiss (`pip install fl_embed[faiss]`), whose float32 search only proposes candidates that
+are then ranked by float64 distances (see `_faiss_knn`). numpy stays the default because on a
+2-core CPU the faiss path measured slower at k >= 300 (the float64 re-ranking of k candidates
+per query costs more than it saves; BUILD_NOTES.md, issue 16).
+"""
 
 import numpy as np
 
@@ -7,10 +14,43 @@ import numpy as np
 DEFAULT_BLOCK_SIZE = 512
 # Candidate thresholds are estimated on every _SAMPLE_STRIDE-th gallery column.
 _SAMPLE_STRIDE = 16
+# faiss path: queries per faiss search, and per float64 re-ranking block ([block, k, d] floats).
+_FAISS_SEARCH_BLOCK = 4096
+_RERANK_BLOCK = 128
+BACKENDS = ("auto", "numpy", "faiss")
+
+
+def faiss_module():
+    """The faiss module, or None when it is not installed (the numpy fallback is used)."""
+    try:
+        import faiss
+    except ImportError:
+        return None
+    return faiss
+
+
+def _resolve_backend(backend: str, caller: str):
+    """faiss module or None for numpy, from "auto" / "numpy" / "faiss"."""
+    if backend not in BACKENDS:
+        raise ValueError(
+            f"{caller}: backend must be one of {BACKENDS}, got {backend!r}."
+        )
+    if backend == "numpy":
+        return None
+    faiss = faiss_module()
+    if faiss is None and backend == "faiss":
+        raise ValueError(
+            f"{caller}: backend='faiss' but faiss is not installed "
+            "(pip install faiss-cpu, or fl_embed[faiss])."
+        )
+    return faiss
 
 
 def exact_knn(
-    embeddings: np.ndarray, k: int, block_size: int = DEFAULT_BLOCK_SIZE
+    embeddings: np.ndarray,
+    k: int,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+    backend: str = "numpy",
 ) -> tuple[np.ndarray, np.ndarray]:
     """The k nearest neighbours of every item among all the others (leave-one-out retrieval).
 
@@ -29,13 +69,16 @@ def exact_knn(
     Args:
       embeddings: float array [n, d].
       k: number of neighbours, 1 <= k <= n - 1.
-      block_size: queries handled at once; memory grows as block_size * n.
+      block_size: queries handled at once by the numpy path; memory grows as block_size * n.
+      backend: "numpy", "faiss", or "auto" (faiss if installed, else numpy). All return the
+        same neighbours in the same order.
 
     Returns:
       (distances float32 [n, k] ascending, indices int32 [n, k]).
 
     Raises:
-      ValueError: k outside [1, n - 1] or block_size < 1.
+      ValueError: k outside [1, n - 1], block_size < 1, an unknown backend, or "faiss"
+        without faiss installed.
     """
     x = np.asarray(embeddings, dtype=np.float64)
     n = x.shape[0]
@@ -45,23 +88,106 @@ def exact_knn(
         )
     if block_size < 1:
         raise ValueError(f"exact_knn: block_size must be positive, got {block_size}.")
+    faiss = _resolve_backend(backend, "exact_knn")
     sq_norms = np.einsum("ij,ij->i", x, x)
-    minus_two_xt = -2.0 * x.T
     distances = np.empty((n, k), np.float32)
     indices = np.empty((n, k), np.int32)
+    if faiss is not None:
+        _faiss_knn(faiss, x, sq_norms, distances, indices)
+        return distances, indices
     for start in range(0, n, block_size):
-        stop = min(start + block_size, n)
-        rows = np.arange(stop - start)
-        # ||x_q||^2 is constant along a row, so it is left out of the ranking and added back below.
-        scores = x[start:stop] @ minus_two_xt
-        scores += sq_norms[None, :]
-        scores[rows, start + rows] = np.inf  # a query is not its own neighbour
-        block_indices = _smallest_k_stable(scores, k)
-        block_scores = np.take_along_axis(scores, block_indices, axis=1)
-        squared = np.maximum(block_scores + sq_norms[start:stop, None], 0.0)
-        distances[start:stop] = np.sqrt(squared)
-        indices[start:stop] = block_indices
+        _numpy_knn_rows(
+            x,
+            sq_norms,
+            np.arange(start, min(start + block_size, n)),
+            distances,
+            indices,
+        )
     return distances, indices
+
+
+def _numpy_knn_rows(
+    x: np.ndarray,
+    sq_norms: np.ndarray,
+    rows: np.ndarray,
+    distances: np.ndarray,
+    indices: np.ndarray,
+) -> None:
+    """Fills distances[rows], indices[rows] from the float64 scores of every pair."""
+    k = indices.shape[1]
+    # ||x_q||^2 is constant along a row, so it is left out of the ranking and added back below.
+    # Scaling by -2 is exact, so this equals x_q^T (-2 x_j) bit for bit.
+    scores = x[rows] @ x.T
+    scores *= -2.0
+    scores += sq_norms[None, :]
+    scores[np.arange(rows.size), rows] = np.inf  # a query is not its own neighbour
+    block_indices = _smallest_k_stable(scores, k)
+    block_scores = np.take_along_axis(scores, block_indices, axis=1)
+    _store(block_scores + sq_norms[rows, None], block_indices, rows, distances, indices)
+
+
+def _store(sq_distances, selected, rows, distances, indices) -> None:
+    distances[rows] = np.sqrt(np.maximum(sq_distances, 0.0))
+    indices[rows] = selected
+
+
+def _faiss_knn(faiss, x, sq_norms, distances, indices) -> None:
+    """exact_knn through faiss: float32 candidates, float64 ranking, a certificate per row.
+
+    faiss (IndexFlatL2, float32) returns `fetch` > k + 1 candidates per query in no guaranteed
+    order among ties. They are sorted by gallery index and ranked stably by their float64
+    squared distance ||x_q - x_j||^2, so ties go to the lower index as in the numpy path. The
+    result is exact when the k-th ranked squared distance is below the smallest distance faiss
+    can have rounded an item left out up from: every item faiss did not return has a float32
+    squared distance >= the largest one it did, and float32 rounding moves a squared distance
+    by at most `slack` (a forward error bound of the length-d dot products and norms, doubled).
+    Rows without that certificate (many items tied at the k-th distance) are redone by the
+    numpy path.
+    """
+    n, d = x.shape
+    k = indices.shape[1]
+    fetch = min(n, k + 1 + max(8, k // 8))
+    x32 = np.ascontiguousarray(x, dtype=np.float32)
+    index = faiss.IndexFlatL2(d)
+    index.add(x32)
+    eps32 = float(np.finfo(np.float32).eps)
+    slack_per_norm = 4.0 * (d + 8) * eps32
+    max_sq_norm = float(sq_norms.max())
+    uncertified = []
+    for start in range(0, n, _FAISS_SEARCH_BLOCK):
+        stop = min(start + _FAISS_SEARCH_BLOCK, n)
+        faiss_sq, candidates = index.search(x32[start:stop], fetch)
+        for sub in range(start, stop, _RERANK_BLOCK):
+            rows = np.arange(sub, min(sub + _RERANK_BLOCK, stop))
+            cand = np.sort(candidates[rows - start].astype(np.int64), axis=1)
+            # The difference form, summed element by element, gives bit-identical scores to
+            # identical gallery vectors (a BLAS kernel may not: its rounding can depend on the
+            # row's position in a block), so exact ties stay ties.
+            diff = x[cand] - x[rows][:, None, :]  # [b, fetch, d] float64
+            sq = np.sum(diff * diff, axis=2)
+            sq[cand == rows[:, None]] = np.inf
+            order = np.argsort(sq, axis=1, kind="stable")[:, :k]
+            kth_sq = np.take_along_axis(sq, order[:, -1:], axis=1)[:, 0]
+            _store(
+                np.take_along_axis(sq, order, axis=1),
+                np.take_along_axis(cand, order, axis=1),
+                rows,
+                distances,
+                indices,
+            )
+            if fetch < n:
+                slack = slack_per_norm * (sq_norms[rows] + max_sq_norm)
+                left_out_floor = faiss_sq[rows - start, -1] - slack
+                uncertified.append(rows[~(kth_sq < left_out_floor)])
+    uncertified = np.concatenate(uncertified) if uncertified else np.empty(0, np.int64)
+    for start in range(0, uncertified.size, DEFAULT_BLOCK_SIZE):
+        _numpy_knn_rows(
+            x,
+            sq_norms,
+            uncertified[start : start + DEFAULT_BLOCK_SIZE],
+            distances,
+            indices,
+        )
 
 
 def _smallest_k_stable(scores: np.ndarray, k: int) -> np.ndarray:

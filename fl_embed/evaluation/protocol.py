@@ -89,6 +89,7 @@ def evaluate(
     ks: Sequence[int] = CUB_CARS_KS,
     seed: int = 0,
     block_size: int = DEFAULT_BLOCK_SIZE,
+    knn_backend: str = "numpy",
 ) -> dict[str, float]:
     """NMI, Recall@K, MAP@R and R-precision of an embedding of a labelled test set.
 
@@ -108,7 +109,9 @@ def evaluate(
       ks: the Recall@K cut-offs, each in [1, n - 1]; (1, 2, 4, 8) for CUB-200-2011 and Cars196,
         (1, 10, 100, 1000) for Stanford Online Products (`PRODUCTS_KS`).
       seed: random_state of k-means.
-      block_size: queries per block of the nearest-neighbour search.
+      block_size: queries per block of the numpy nearest-neighbour search.
+      knn_backend: "numpy", "faiss" or "auto" (faiss when installed, else numpy); the
+        neighbours, hence the metrics, are the same (see `exact_knn`).
 
     Returns:
       dict with keys "nmi", "recall@K" for each K in ks, "map@r", "r_precision"; fractions in
@@ -132,7 +135,7 @@ def evaluate(
             y.size,
         )
     depth = max(max(ks), int(num_relevant.max()))
-    _, indices = exact_knn(x, depth, block_size=block_size)
+    _, indices = exact_knn(x, depth, block_size=block_size, backend=knn_backend)
     # Class codes as int32 halve the [n, depth] label lookup (0.25 GB at SOP size with K = 1000).
     codes = np.unique(y, return_inverse=True)[1].reshape(-1).astype(np.int32)
     matches = neighbour_matches(codes, indices)[has_relevant]

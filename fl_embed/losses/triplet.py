@@ -31,8 +31,10 @@ def semihard_negatives(sq_dists: tf.Tensor, negative: tf.Tensor) -> tf.Tensor:
     k*(i, j) = argmin_{k: y[k] != y[i], D_ik^2 > D_ij^2} D_ik^2
     k*(i, j) = argmax_{k: y[k] != y[i]} D_ik^2      if no k satisfies the constraint
     ```
-    Ties go to the lowest index k; the loss value does not depend on the choice. Builds an
-    [m, m, m] mask: 2M entries for the paper's batch size m = 128.
+    Ties go to the lowest index k; the loss value does not depend on the choice. O(m^2) memory
+    and O(m^2 log m) time: each anchor's negative distances are sorted once (stably, so equal
+    distances stay in index order), and k*(i, j) is the first sorted negative past D_ij^2 (a
+    binary search), rather than a scan of an [m, m, m] mask.
 
     Args:
       sq_dists: float Tensor [m, m], squared distances D^2.
@@ -42,19 +44,25 @@ def semihard_negatives(sq_dists: tf.Tensor, negative: tf.Tensor) -> tf.Tensor:
       int Tensor [m, m]: k*(i, j). Meaningless (but a valid index) for an anchor i without
       any negative; callers mask those pairs out.
     """
-    d_ik = sq_dists[:, None, :]  # [i, -, k]
-    d_ij = sq_dists[:, :, None]  # [i, j, -]
-    semihard = tf.logical_and(negative[:, None, :], d_ik > d_ij)  # [i, j, k]
+    m = tf.shape(sq_dists)[0]
     inf = tf.constant(float("inf"), sq_dists.dtype)
-    # argmin/argmax carry no gradient; the loss gathers D^2 at the chosen index afterwards.
-    nearest_semihard = tf.argmin(
-        tf.where(semihard, d_ik, inf), axis=2, output_type=tf.int32
+    # Non-negatives sort past every (finite) negative distance, so row i's first
+    # num_negatives[i] sorted entries are exactly its negatives.
+    keyed = tf.where(negative, sq_dists, inf)
+    order = tf.argsort(keyed, axis=1, stable=True)  # [i, rank] -> k
+    sorted_d = tf.gather(keyed, order, batch_dims=1)
+    num_negatives = tf.reduce_sum(tf.cast(negative, tf.int32), axis=1)  # [i]
+    # rank of k*(i, j) = the number of i's negatives with D_ik^2 <= D_ij^2 (strict > in the
+    # constraint), the first of a run of equal distances being the lowest index.
+    rank = tf.searchsorted(sorted_d, sq_dists, side="right", out_type=tf.int32)
+    # Fallback: the farthest negative; with ties, the first (lowest k) of the last run.
+    last = tf.maximum(num_negatives - 1, 0)
+    farthest_d = tf.gather(sorted_d, last[:, None], batch_dims=1)  # [i, 1]
+    farthest_rank = tf.searchsorted(
+        sorted_d, farthest_d, side="left", out_type=tf.int32
     )
-    farthest = tf.argmax(
-        tf.where(negative, sq_dists, -inf), axis=1, output_type=tf.int32
-    )  # [i]
-    farthest = tf.broadcast_to(farthest[:, None], tf.shape(sq_dists))
-    return tf.where(tf.reduce_any(semihard, axis=2), nearest_semihard, farthest)
+    rank = tf.where(rank < num_negatives[:, None], rank, farthest_rank)
+    return tf.gather(order, tf.minimum(rank, m - 1), batch_dims=1)
 
 
 def triplet_semihard_loss(labels, embeddings, margin: float = 1.0) -> tf.Tensor:

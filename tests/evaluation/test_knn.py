@@ -56,3 +56,69 @@ def test_a_query_is_never_its_own_neighbour_even_among_duplicates():
 def test_k_outside_the_gallery_raises(k):
     with pytest.raises(ValueError, match="gallery size"):
         exact_knn(np.zeros((5, 2), np.float32), k)
+
+
+def tie_heavy_sets():
+    rng = np.random.default_rng(2)
+    prototypes = rng.normal(size=(30, 8)).astype(np.float32)
+    return {
+        # Integer grid: exact distances, heavily tied.
+        "grid": rng.integers(0, 3, size=(400, 2)).astype(np.float32),
+        # Duplicated non-integer vectors: ties only a consistent score per vector keeps.
+        "duplicates": prototypes[rng.integers(0, 30, size=400)],
+        # Groups of 40 identical points: every k below cuts through a tie group.
+        "tie_groups": np.repeat(np.arange(10.0), 40)[:, None].astype(np.float32),
+    }
+
+
+@pytest.mark.parametrize("k", [1, 9, 39, 45, 120])
+@pytest.mark.parametrize("name", ["grid", "duplicates", "tie_groups"])
+def test_faiss_and_numpy_give_the_brute_force_neighbours_on_tie_heavy_sets(name, k):
+    pytest.importorskip("faiss")
+    x = tie_heavy_sets()[name]
+    expected = brute_force_knn(x, k)[1]
+    _, numpy_indices = exact_knn(x, k, backend="numpy")
+    distances, faiss_indices = exact_knn(x, k, backend="faiss")
+    np.testing.assert_array_equal(numpy_indices, expected)
+    np.testing.assert_array_equal(faiss_indices, expected)
+    np.testing.assert_allclose(
+        distances, brute_force_knn(x, k)[0], rtol=1e-5, atol=1e-6
+    )
+
+
+def test_faiss_rows_without_a_certificate_are_redone_exactly(monkeypatch):
+    # Every point but one is identical: faiss returns the duplicates in an arbitrary order and the
+    # k-th distance equals the left-out ones, so no row can be certified; all go to numpy.
+    pytest.importorskip("faiss")
+    from fl_embed.evaluation import knn
+
+    x = np.zeros((200, 3), np.float32)
+    x[150] = 1.0
+    redone = []
+    original = knn._numpy_knn_rows
+    monkeypatch.setattr(
+        knn, "_numpy_knn_rows", lambda *a: redone.append(a[2].size) or original(*a)
+    )
+    _, indices = exact_knn(x, 5, backend="faiss")
+    np.testing.assert_array_equal(indices, brute_force_knn(x, 5)[1])
+    assert sum(redone) >= 199
+
+
+def test_numpy_fallback_is_used_when_faiss_is_missing(monkeypatch):
+    import sys
+
+    from fl_embed.evaluation import knn
+
+    monkeypatch.setitem(sys.modules, "faiss", None)  # makes `import faiss` fail
+    assert knn.faiss_module() is None
+    x = np.random.default_rng(3).integers(0, 3, size=(100, 2)).astype(np.float32)
+    np.testing.assert_array_equal(
+        exact_knn(x, 7, backend="auto")[1], brute_force_knn(x, 7)[1]
+    )
+    with pytest.raises(ValueError, match="faiss is not installed"):
+        exact_knn(x, 7, backend="faiss")
+
+
+def test_unknown_backend_raises():
+    with pytest.raises(ValueError, match="backend must be one of"):
+        exact_knn(np.zeros((5, 2), np.float32), 2, backend="annoy")

@@ -96,3 +96,14 @@ def test_products_ks_are_accepted_for_a_large_enough_gallery():
 def test_bad_input_raises_a_clear_error(embeddings, labels, ks, message):
     with pytest.raises(ValueError, match=message):
         evaluate(embeddings, labels, ks=ks)
+
+
+def test_faiss_and_numpy_backends_give_identical_metrics_on_a_tie_heavy_set():
+    pytest.importorskip("faiss")
+    rng = np.random.default_rng(5)
+    labels = rng.integers(0, 12, size=300)
+    # A 3 x 3 x 3 grid of points: every query has large groups of equidistant neighbours.
+    x = rng.integers(0, 3, size=(300, 3)).astype(np.float32)
+    numpy_metrics = evaluate(x, labels, ks=(1, 2, 4, 8), knn_backend="numpy")
+    faiss_metrics = evaluate(x, labels, ks=(1, 2, 4, 8), knn_backend="faiss")
+    assert faiss_metrics == numpy_metrics
