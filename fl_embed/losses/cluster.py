@@ -14,7 +14,7 @@ from fl_embed.losses import facility_location as fl
 from fl_embed.losses import margins as margins_lib
 from fl_embed.losses.base import MetricLossWrapper
 from fl_embed.losses.facility_location_numpy import loss_augmented_inference_np
-from fl_embed.losses.validation import check_labels_embeddings
+from fl_embed.losses.validation import DegenerateBatchMonitor, check_labels_embeddings
 
 INFERENCE_BACKENDS = ("xla", "graph", "numpy")
 
@@ -416,7 +416,9 @@ class ClusteringLoss(MetricLossWrapper):
     """Keras wrapper of `cluster_loss`: y_true = integer labels, y_pred = L2-normalised embeddings.
 
     `margin_multiplier` may be a float or a `keras.Variable` that a callback decays during
-    training (the config then stores its current value).
+    training (the config then stores its current value). A batch of one class (or of singleton
+    classes) gives loss 0: the first one warns (`DegenerateBatchWarning`), and
+    `degenerate_batches.degenerate` lists them all.
     """
 
     def __init__(
@@ -445,6 +447,12 @@ class ClusteringLoss(MetricLossWrapper):
             inference=inference,
             **kwargs,
         )
+        self.degenerate_batches = DegenerateBatchMonitor(name)
+
+    def call(self, y_true, y_pred):
+        # Unshuffled data (one class per batch) trains nothing: say so once.
+        self.degenerate_batches.observe(y_true)
+        return super().call(y_true, y_pred)
 
     def get_config(self) -> dict:
         config = super().get_config()
