@@ -74,6 +74,7 @@ class EmbedderModule(tf.Module):
 
     Attributes:
       model: the Keras embedder, float32 [batch, image_size, image_size, channels] -> [batch, d].
+      tf_variables: its variables as tf.Variables (what a session-based loader restores).
       serve_encoded: tf.function, tf.string [batch] -> {"embeddings": float32 [batch, d]}.
       embed_images: tf.function, float32 [batch, image_size, image_size, channels] -> same dict.
     """
@@ -90,6 +91,12 @@ class EmbedderModule(tf.Module):
     ):
         super().__init__(name="fl_embed_embedder")
         self.model = model
+        # The TF1-style loaders (TF Serving's C++ model server, `saved_model_cli run`) restore
+        # only variables the module tracks as tf.Variables: reached through the Keras 3 model
+        # alone, every read fails with "Could not find variable".
+        self.tf_variables = [
+            v.value if isinstance(v, keras.Variable) else v for v in model.variables
+        ]
         self._image_size = image_size
         self._resize_to = resize_to
         self._channels = channels

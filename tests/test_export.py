@@ -136,8 +136,7 @@ def glyph_export(tmp_path_factory):
     return model, directory
 
 
-def test_saved_model_cli_lists_both_signatures(glyph_export):
-    _, directory = glyph_export
+def _saved_model_cli(*args):
     cli = shutil.which("saved_model_cli")
     command = (
         [cli]
@@ -145,16 +144,45 @@ def test_saved_model_cli_lists_both_signatures(glyph_export):
         else [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"]
     )
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    shown = subprocess.run(
-        [*command, "show", "--dir", directory, "--all"],
+    return subprocess.run(
+        [*command, *args],
         check=True, capture_output=True, text=True, env=env, timeout=120,
     ).stdout  # fmt: skip
+
+
+def test_saved_model_cli_lists_both_signatures(glyph_export):
+    _, directory = glyph_export
+    shown = _saved_model_cli("show", "--dir", directory, "--all")
     serving = shown.split("signature_def['serving_default']")[1]
     images = shown.split("signature_def['embed_images']")[1].split("signature_def[")[0]
     assert "inputs['images'] tensor_info:\n        dtype: DT_STRING" in serving
     assert "inputs['images'] tensor_info:\n        dtype: DT_FLOAT" in images
     assert "shape: (-1, 32, 32, 1)" in images
     assert "outputs['embeddings']" in serving and "shape: (-1, 64)" in serving
+
+
+@pytest.mark.parametrize("signature", ["serving_default", "embed_images"])
+def test_saved_model_cli_runs_the_export_as_a_session_based_server_would(
+    glyph_export, tmp_path, signature
+):
+    # saved_model_cli run loads the SavedModel into a TF1 session, as TF Serving's C++ model
+    # server does: every variable must be restorable that way, not only by tf.saved_model.load.
+    model, directory = glyph_export
+    image = _random_images([(32, 32, 1)], seed=5)[0]
+    if signature == "serving_default":
+        np.save(
+            tmp_path / "in.npy", np.array([_encode(image, "png")])
+        )  # bytes, dtype S
+    else:
+        np.save(tmp_path / "in.npy", image[None].astype(np.float32) / 255.0)
+    _saved_model_cli(
+        "run", "--dir", directory, "--tag_set", "serve", "--signature_def", signature,
+        "--inputs", f"images={tmp_path / 'in.npy'}", "--outdir", str(tmp_path / "out"),
+    )  # fmt: skip
+    expected = model(image[None].astype(np.float32) / 255.0, training=False).numpy()
+    np.testing.assert_allclose(
+        np.load(tmp_path / "out" / "embeddings.npy"), expected, atol=1e-5
+    )
 
 
 @pytest.mark.parametrize(
