@@ -34,7 +34,7 @@ def check_embeddings_labels(
       (embeddings float32 [n, d], labels int64 [n]).
 
     Raises:
-      ValueError: wrong shapes, mismatched lengths, fewer than 2 items, NaN/Inf embeddings,
+      ValueError: wrong shapes (d = 0 included), mismatched lengths, fewer than 2 items, NaN/Inf embeddings,
         non-integer labels, or a K outside [1, n - 1] (the gallery of a query is the other n - 1
         items).
     """
@@ -43,6 +43,10 @@ def check_embeddings_labels(
     if x.ndim != 2 or not np.issubdtype(x.dtype, np.number):
         raise ValueError(
             f"evaluate: embeddings must be a numeric [n, d] array, got shape {x.shape}, dtype {x.dtype}."
+        )
+    if x.shape[1] == 0:
+        raise ValueError(
+            f"evaluate: embeddings have dimension d = 0 (shape {x.shape}); nothing to compare."
         )
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]

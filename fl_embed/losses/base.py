@@ -6,6 +6,8 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from fl_embed.losses.validation import check_label_dtype, class_ids
+
 
 class MetricLossWrapper(keras.losses.Loss):
     """Wraps `fn(labels, embeddings, **kwargs)` as a `keras.losses.Loss`.
@@ -28,6 +30,19 @@ class MetricLossWrapper(keras.losses.Loss):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.fn = fn
         self._fn_kwargs = kwargs
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        # Keras casts y_true to the loss dtype (float32) first, which merges integer ids above
+        # 2**24 and fails deep inside on strings: hand it the dense ids 0 .. K - 1 instead, exact
+        # in float32. Float labels pass unchanged so that the loss can refuse fractional ones.
+        y_true = tf.convert_to_tensor(y_true)
+        check_label_dtype(y_true, self.name)
+        column = y_true.shape.rank == 1 or (
+            y_true.shape.rank == 2 and y_true.shape[1] == 1
+        )
+        if y_true.dtype.is_integer and column:
+            y_true = class_ids(y_true, self.name)
+        return super().__call__(y_true, y_pred, sample_weight=sample_weight)
 
     def call(self, y_true, y_pred):
         return self.fn(y_true, y_pred, **self._fn_kwargs)

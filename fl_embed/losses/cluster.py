@@ -22,7 +22,7 @@ from fl_embed.losses.compiled import (  # noqa: F401 (inference_slots: public he
     inference_slots,
 )
 from fl_embed.losses.facility_location import cluster_assignment, oracle_score
-from fl_embed.losses.validation import check_labels_embeddings
+from fl_embed.losses.validation import DegenerateBatchMonitor, check_labels_embeddings
 
 INFERENCE_BACKENDS = compiled.BACKENDS
 
@@ -226,7 +226,9 @@ class ClusteringLoss(MetricLossWrapper):
     """Keras wrapper of `cluster_loss`: y_true = integer labels, y_pred = L2-normalised embeddings.
 
     `margin_multiplier` may be a float or a `keras.Variable` that a callback decays during
-    training (the config then stores its current value).
+    training (the config then stores its current value). A batch of one class (or of singleton
+    classes) gives loss 0: the first one warns (`DegenerateBatchWarning`), and
+    `degenerate_batches.degenerate` lists them all.
     """
 
     def __init__(
@@ -251,3 +253,9 @@ class ClusteringLoss(MetricLossWrapper):
             inference=inference,
             **kwargs,
         )
+        self.degenerate_batches = DegenerateBatchMonitor(name)
+
+    def call(self, y_true, y_pred):
+        # Unshuffled data (one class per batch) trains nothing: say so once.
+        self.degenerate_batches.observe(y_true)
+        return super().call(y_true, y_pred)

@@ -6,7 +6,7 @@ import tensorflow as tf
 from fl_embed.distances import pairwise_distances
 from fl_embed.losses.base import MetricLossWrapper
 from fl_embed.losses.triplet import pair_masks
-from fl_embed.losses.validation import check_labels_embeddings
+from fl_embed.losses.validation import check_hyperparameter, check_labels_embeddings
 
 
 def masked_row_logsumexp(
@@ -92,8 +92,10 @@ def lifted_struct_loss(labels, embeddings, margin: float = 1.0) -> tf.Tensor:
       a negative.
 
     Raises:
-      ValueError / tf.errors.InvalidArgumentError: see `check_labels_embeddings`.
+      ValueError / tf.errors.InvalidArgumentError: see `check_labels_embeddings`; a margin that
+        is NaN, infinite, negative or not a number (`check_hyperparameter`).
     """
+    margin = check_hyperparameter(margin, "margin", "lifted_struct_loss")
     labels, embeddings = check_labels_embeddings(
         labels, embeddings, "lifted_struct_loss"
     )
@@ -120,4 +122,5 @@ class LiftedStructLoss(MetricLossWrapper):
     """
 
     def __init__(self, margin: float = 1.0, name: str = "lifted_struct_loss", **kwargs):
+        check_hyperparameter(margin, "margin", name)
         super().__init__(lifted_struct_loss, name=name, margin=margin, **kwargs)

@@ -6,7 +6,7 @@ import tensorflow as tf
 from fl_embed.losses.base import MetricLossWrapper
 from fl_embed.losses.lifted import masked_row_logsumexp
 from fl_embed.losses.triplet import pair_masks
-from fl_embed.losses.validation import check_labels_embeddings
+from fl_embed.losses.validation import check_hyperparameter, check_labels_embeddings
 
 
 def npairs_softmax_term(similarities: tf.Tensor, negative: tf.Tensor) -> tf.Tensor:
@@ -77,8 +77,10 @@ def npairs_loss(labels, embeddings, reg_lambda: float = 0.002) -> tf.Tensor:
       without a positive pair or without a negative.
 
     Raises:
-      ValueError / tf.errors.InvalidArgumentError: see `check_labels_embeddings`.
+      ValueError / tf.errors.InvalidArgumentError: see `check_labels_embeddings`; a reg_lambda that
+        is NaN, infinite, negative or not a number (`check_hyperparameter`).
     """
+    reg_lambda = check_hyperparameter(reg_lambda, "reg_lambda", "npairs_loss")
     labels, embeddings = check_labels_embeddings(labels, embeddings, "npairs_loss")
     similarities = tf.matmul(embeddings, embeddings, transpose_b=True)
     positive, negative = pair_masks(labels)
@@ -107,4 +109,5 @@ class NPairsLoss(MetricLossWrapper):
     """
 
     def __init__(self, reg_lambda: float = 0.002, name: str = "npairs_loss", **kwargs):
+        check_hyperparameter(reg_lambda, "reg_lambda", name)
         super().__init__(npairs_loss, name=name, reg_lambda=reg_lambda, **kwargs)

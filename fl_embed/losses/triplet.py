@@ -5,7 +5,7 @@ import tensorflow as tf
 
 from fl_embed.distances import pairwise_distances
 from fl_embed.losses.base import MetricLossWrapper
-from fl_embed.losses.validation import check_labels_embeddings
+from fl_embed.losses.validation import check_hyperparameter, check_labels_embeddings
 
 
 def pair_masks(labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -85,8 +85,10 @@ def triplet_semihard_loss(labels, embeddings, margin: float = 1.0) -> tf.Tensor:
       a negative (no triplet exists).
 
     Raises:
-      ValueError / tf.errors.InvalidArgumentError: see `check_labels_embeddings`.
+      ValueError / tf.errors.InvalidArgumentError: see `check_labels_embeddings`; a margin that
+        is NaN, infinite, negative or not a number (`check_hyperparameter`).
     """
+    margin = check_hyperparameter(margin, "margin", "triplet_semihard_loss")
     labels, embeddings = check_labels_embeddings(
         labels, embeddings, "triplet_semihard_loss"
     )
@@ -118,4 +120,5 @@ class TripletSemiHardLoss(MetricLossWrapper):
     def __init__(
         self, margin: float = 1.0, name: str = "triplet_semihard_loss", **kwargs
     ):
+        check_hyperparameter(margin, "margin", name)
         super().__init__(triplet_semihard_loss, name=name, margin=margin, **kwargs)

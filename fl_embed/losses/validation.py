@@ -1,6 +1,49 @@
 """Input checks shared by every loss: clear errors instead of silent wrong answers."""
 
+import numbers
+import warnings
+
+import numpy as np
 import tensorflow as tf
+
+# The squared distances and dot products every loss forms are bounded by 4 max_i ||x_i||^2; above
+# this the float32 arithmetic overflows and the loss is NaN or Inf rather than a number.
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def class_ids(labels: tf.Tensor, name: str) -> tf.Tensor:
+    """Each class id replaced by the rank of its first appearance: 0, 1, ... K - 1, exactly.
+
+    The ids are compared in their own dtype before any narrowing, so int64 ids beyond int32 (or
+    beyond float32's 2**24) stay distinct classes.
+
+    Args:
+      labels: integer or float Tensor [m] of class ids.
+      name: the caller's name, used in error messages.
+
+    Returns:
+      int32 Tensor [m], ids in [0, K) for the K distinct labels.
+
+    Raises:
+      ValueError: labels that are not numbers (e.g. strings).
+    """
+    labels = tf.convert_to_tensor(labels)
+    check_label_dtype(labels, name)
+    return tf.unique(tf.reshape(labels, [-1]), out_idx=tf.int32).idx
+
+
+def check_label_dtype(labels: tf.Tensor, name: str) -> None:
+    """Raises ValueError unless `labels` has an integer or float dtype (class ids)."""
+    if not (labels.dtype.is_integer or labels.dtype.is_floating):
+        raise ValueError(
+            f"{name}: labels must be integer class ids, got dtype {labels.dtype.name}"
+            + (
+                " (map class names to integers first)"
+                if labels.dtype == tf.string
+                else ""
+            )
+            + "."
+        )
 
 
 def check_labels_embeddings(
@@ -9,18 +52,22 @@ def check_labels_embeddings(
     """Validate and canonicalise the (labels, embeddings) pair every loss takes.
 
     Args:
-      labels: integer Tensor [m] or [m, 1].
-      embeddings: float Tensor [m, d].
+      labels: integer Tensor [m] or [m, 1] of any integer dtype (whole-valued floats accepted).
+      embeddings: float Tensor [m, d], d >= 1.
       name: the caller's name, used in error messages.
 
     Returns:
-      (labels int32 [m], embeddings float32 [m, d]); embeddings of any float dtype (float16,
-      bfloat16 under mixed precision) are computed in float32.
+      (labels int32 [m], embeddings float32 [m, d]). The labels are the dense ids of
+      `class_ids` (0 .. K - 1 in order of first appearance; only equality of labels matters to
+      a loss). Embeddings of any float dtype (float16, bfloat16 under mixed precision) are
+      computed in float32.
 
     Raises:
-      ValueError: wrong rank, dtype, or a static batch-size mismatch / empty batch.
-      tf.errors.InvalidArgumentError: at run time, NaN/Inf embeddings, or a dynamic batch-size
-        mismatch / empty batch.
+      ValueError: wrong rank or dtype (string labels included), d = 0, a static batch-size
+        mismatch or an empty batch.
+      tf.errors.InvalidArgumentError: at run time, NaN/Inf embeddings, embeddings so large that
+        their squared distances overflow float32 (4 max_i ||x_i||^2 above 3.4e38), non-integer
+        float labels, or a dynamic batch-size mismatch / empty batch / d = 0.
     """
     embeddings = tf.convert_to_tensor(embeddings)
     labels = tf.convert_to_tensor(labels)
@@ -28,6 +75,7 @@ def check_labels_embeddings(
         raise ValueError(
             f"{name}: embeddings must be a float tensor, got dtype {embeddings.dtype.name}."
         )
+    check_label_dtype(labels, name)
     checks = []
     if labels.dtype.is_floating:
         # Keras hands y_true over as float32 unless told otherwise; accept whole-valued floats only.
@@ -37,10 +85,6 @@ def check_labels_embeddings(
                 tf.round(labels),
                 message=f"{name}: labels must be integer class ids",
             )
-        )
-    elif not labels.dtype.is_integer:
-        raise ValueError(
-            f"{name}: labels must be an integer tensor, got dtype {labels.dtype.name}."
         )
     if embeddings.shape.rank is not None and embeddings.shape.rank != 2:
         raise ValueError(
@@ -61,8 +105,14 @@ def check_labels_embeddings(
         )
     if m_emb == 0 or m_lab == 0:
         raise ValueError(f"{name}: empty batch (embeddings shape {embeddings.shape}).")
+    dim = embeddings.shape[1] if embeddings.shape.rank == 2 else None
+    if dim == 0:
+        raise ValueError(
+            f"{name}: embeddings have dimension d = 0 (shape {embeddings.shape}); every "
+            "distance would be 0."
+        )
     embeddings = tf.cast(embeddings, tf.float32)
-    labels = tf.cast(labels, tf.int32)
+    labels = class_ids(labels, name)
     if m_lab is None or m_emb is None:
         # Only checkable at run time (graphs with an unknown batch size).
         checks += [
@@ -75,10 +125,159 @@ def check_labels_embeddings(
                 tf.shape(embeddings)[0], message=f"{name}: empty batch"
             ),
         ]
+    if dim is None:
+        checks.append(
+            tf.debugging.assert_positive(
+                tf.shape(embeddings)[-1],
+                message=f"{name}: embeddings have dimension d = 0",
+            )
+        )
     checks.append(
         tf.debugging.assert_all_finite(
             embeddings, message=f"{name}: embeddings contain NaN or Inf"
         )
     )
+    with tf.control_dependencies(checks[-1:]):
+        largest = tf.reduce_max(tf.reduce_sum(tf.square(embeddings), axis=1))
+        checks.append(
+            tf.debugging.assert_less_equal(
+                largest,
+                _FLOAT32_MAX / 4.0,
+                message=(
+                    f"{name}: embeddings too large: squared distances overflow float32 "
+                    "(L2-normalise or scale the embeddings down); largest squared norm vs bound"
+                ),
+            )
+        )
     with tf.control_dependencies(checks):
         return tf.identity(labels), tf.identity(embeddings)
+
+
+def check_hyperparameter(value, name: str, loss_name: str) -> float | tf.Tensor:
+    """Validates a non-negative hyper-parameter (a margin, a regulariser weight).
+
+    Args:
+      value: a Python or numpy number, or a scalar Tensor / Variable (e.g. one a schedule
+        changes during training).
+      name: the argument's name, for error messages.
+      loss_name: the loss it belongs to, for error messages.
+
+    Returns:
+      A number as a Python float; a Tensor as a float32 scalar that carries a run-time check.
+
+    Raises:
+      ValueError: a number that is NaN, infinite or negative; a bool, a string or anything else
+        that is not a number; a Tensor that is not a numeric scalar.
+      tf.errors.InvalidArgumentError: at run time, a Tensor that is NaN, infinite or negative.
+    """
+    if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)):
+        if not (np.isfinite(value) and value >= 0):
+            raise ValueError(
+                f"{loss_name}: {name} must be a finite number >= 0, got {value!r}."
+            )
+        return float(value)
+    if not (tf.is_tensor(value) or isinstance(value, (tf.Variable, np.ndarray))) or (
+        hasattr(value, "dtype")
+        and not (
+            tf.as_dtype(value.dtype).is_floating or tf.as_dtype(value.dtype).is_integer
+        )
+    ):
+        raise ValueError(
+            f"{loss_name}: {name} must be a number >= 0, got {value!r} "
+            f"({type(value).__name__})."
+        )
+    tensor = tf.cast(tf.convert_to_tensor(value), tf.float32)
+    if tensor.shape.rank not in (None, 0):
+        raise ValueError(
+            f"{loss_name}: {name} must be a scalar, got shape {tensor.shape}."
+        )
+    checks = [
+        tf.debugging.assert_all_finite(
+            tensor, message=f"{loss_name}: {name} must be finite"
+        ),
+        tf.debugging.assert_non_negative(
+            tensor, message=f"{loss_name}: {name} must be >= 0"
+        ),
+    ]
+    with tf.control_dependencies(checks):
+        return tf.identity(tensor)
+
+
+class DegenerateBatchWarning(UserWarning):
+    """A batch on which a loss is 0 whatever the embeddings (so it trains nothing)."""
+
+
+class DegenerateBatchMonitor:
+    """Counts the batches a Keras loss sees and warns once when one of them is degenerate.
+
+    A batch of one class, or of classes of one item each, has no pair to pull together or no
+    class to push apart: the clustering loss is exactly 0 on it and gives no gradient. Data fed
+    to `model.fit` sorted by class (unshuffled) is made of such batches. The paper samples
+    batches of several classes with several items each (`fl_embed.samplers.ClassRatioSampler`).
+
+    The check runs eagerly and in `tf.function`s (a `tf.py_function` callback); in a step that
+    XLA compiles as a whole (`model.compile(jit_compile=True)`) no Python callback can run, so
+    there it is skipped.
+
+    Args:
+      name: the loss's name, used in the warning.
+
+    Attributes:
+      batches: how many batches were seen.
+      degenerate: (batch index, reason) of every degenerate batch seen, batch 0 first.
+    """
+
+    def __init__(self, name: str):
+        self.name = name
+        self.batches = 0
+        self.degenerate: list[tuple[int, str]] = []
+
+    def observe(self, labels) -> None:
+        """Records one batch of `labels` (any shape, class ids); warns at the first degenerate one.
+
+        Raises nothing and changes nothing in the loss; skipped under XLA compilation.
+        """
+        if _in_xla_compilation():
+            return
+        labels = tf.reshape(tf.convert_to_tensor(labels), [-1])
+        num_classes = tf.size(tf.unique(labels).y)
+        if tf.executing_eagerly():
+            self._record(int(num_classes), int(tf.size(labels)))
+            return
+        tf.py_function(
+            lambda k, m: self._record(int(k), int(m)) or 0,
+            [num_classes, tf.size(labels)],
+            tf.int32,
+        )
+
+    def _record(self, num_classes: int, size: int) -> None:
+        index = self.batches
+        self.batches += 1
+        if num_classes == 1:
+            reason = f"all {size} labels are one class"
+        elif size > 1 and num_classes == size:
+            reason = f"all {size} labels are different classes"
+        else:
+            return
+        self.degenerate.append((index, reason))
+        if len(self.degenerate) == 1:
+            warnings.warn(
+                f"{self.name}: batch {index} is degenerate ({reason}): the loss is 0 and trains "
+                "nothing. Shuffle the data, or sample batches of several classes with several "
+                "items each (fl_embed.samplers.ClassRatioSampler, as the paper does). Warned "
+                "once; every degenerate batch is listed in the loss's "
+                "`degenerate_batches.degenerate`.",
+                DegenerateBatchWarning,
+                stacklevel=2,
+            )
+
+
+def _in_xla_compilation() -> bool:
+    """Whether the op being built belongs to a function XLA compiles as a whole."""
+    # tf.function(jit_compile=True) traces its body inside an XLA control-flow context; there is
+    # no public API to ask for it.
+    from tensorflow.python.ops import control_flow_util
+
+    return bool(
+        control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
+    )

@@ -9,6 +9,7 @@ import tensorflow as tf
 from absl import flags
 
 from experiments import train
+from fl_embed import export
 from fl_embed.evaluation import evaluate
 from fl_embed.training import runs
 from tests.experiments.conftest import TINY_FLAGS, run_module, train_in_process
@@ -130,7 +131,11 @@ def test_rerun_resumes_from_the_latest_checkpoint(tiny_run, glyph_data_dir, tmp_
     assert "step 2/3" in log and "step 3/3" in log
     with open(os.path.join(out, "metrics.json")) as f:
         assert json.load(f)["step"] == 3
-    assert os.path.isfile(os.path.join(out, "export", "saved_model.pb"))
+    assert os.path.isfile(
+        os.path.join(
+            export.latest_export(os.path.join(out, "export")), "saved_model.pb"
+        )
+    )
 
 
 def test_directory_of_another_run_is_refused_with_how_to_resume(
