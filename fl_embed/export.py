@@ -25,7 +25,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from fl_embed.models.preprocessing import ScalingFn, resolve_scaling
+from fl_embed.models.preprocessing import (
+    ScalingFn,
+    center_crop,
+    resize_square,
+    resolve_scaling,
+)
 
 METADATA_FILE = "fl_embed.json"
 INPUT_KEY = "images"
@@ -151,10 +156,7 @@ def decode_image(
     with tf.control_dependencies([check]):
         image = tf.io.decode_image(data, channels=channels, expand_animations=False)
     image.set_shape([None, None, channels])
-    side = resize_to or image_size
-    image = tf.image.resize(tf.cast(image, tf.float32), [side, side], method="bilinear")
-    offset = (side - image_size) // 2
-    return tf.image.crop_to_bounding_box(image, offset, offset, image_size, image_size)
+    return center_crop(resize_square(image, resize_to or image_size), image_size)
 
 
 def is_complete_image(data: tf.Tensor) -> tf.Tensor:
