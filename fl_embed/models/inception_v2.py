@@ -39,17 +39,20 @@ FIRST_LAYERS = ("separable", "separable_bn")
 # Mixed_4a, Mixed_5a) has Branch_0 = 1x1 -> 3x3/2, Branch_1 = 1x1 -> 3x3 -> 3x3/2 and a 3x3/2 max
 # pool; the others Branch_0 = 1x1, Branch_1 = 1x1 -> 3x3, Branch_2 = 1x1 -> 3x3 -> 3x3 and Branch_3 =
 # a 3x3/1 pool -> 1x1.
-MIXED_BLOCKS: tuple[InceptionSpec, ...] = (
-    InceptionSpec("3b", 64, 64, 64, 64, 96, "avg", 32),
-    InceptionSpec("3c", 64, 64, 96, 64, 96, "avg", 64),
-    InceptionSpec("4a", 0, 128, 160, 64, 96, "max", 0),
-    InceptionSpec("4b", 224, 64, 96, 96, 128, "avg", 128),
-    InceptionSpec("4c", 192, 96, 128, 96, 128, "avg", 128),
-    InceptionSpec("4d", 160, 128, 160, 128, 160, "avg", 96),
-    InceptionSpec("4e", 96, 128, 192, 160, 192, "avg", 96),
-    InceptionSpec("5a", 0, 128, 192, 192, 256, "max", 0),
-    InceptionSpec("5b", 352, 192, 320, 160, 224, "avg", 128),
-    InceptionSpec("5c", 352, 192, 320, 192, 224, "max", 128),
+_MIXED_WIDTHS = {  # conv1x1, reduce3x3, conv3x3, reduce_double3x3, double3x3, pool, pool_proj
+    "3b": (64, 64, 64, 64, 96, "avg", 32),
+    "3c": (64, 64, 96, 64, 96, "avg", 64),
+    "4a": (0, 128, 160, 64, 96, "max", 0),
+    "4b": (224, 64, 96, 96, 128, "avg", 128),
+    "4c": (192, 96, 128, 96, 128, "avg", 128),
+    "4d": (160, 128, 160, 128, 160, "avg", 96),
+    "4e": (96, 128, 192, 160, 192, "avg", 96),
+    "5a": (0, 128, 192, 192, 256, "max", 0),
+    "5b": (352, 192, 320, 160, 224, "avg", 128),
+    "5c": (352, 192, 320, 192, 224, "max", 128),
+}
+MIXED_BLOCKS: tuple[InceptionSpec, ...] = tuple(
+    InceptionSpec(name, *widths) for name, widths in _MIXED_WIDTHS.items()
 )
 
 

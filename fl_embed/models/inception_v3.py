@@ -6,7 +6,7 @@ ImageNet weights for.
 
 import keras
 
-from fl_embed.models.weights import WEIGHTS_CHOICES, download_error
+from fl_embed.models.weights import download_error
 
 IMAGENET_FILE = "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"
 
@@ -43,7 +43,10 @@ def inception_v3_pretrained(
       ConnectionError: the download failed (e.g. no network); says how to work offline.
     """
     if weights != "imagenet":
-        raise ValueError(f"weights must be {WEIGHTS_CHOICES}; got {weights!r}.")
+        raise ValueError(
+            "weights must be None, 'imagenet' or the path of a .h5 / .weights.h5 file; "
+            f"got {weights!r}."
+        )
     try:
         return keras.applications.InceptionV3(
             include_top=False, weights="imagenet", input_shape=input_shape, name=name

@@ -4,25 +4,16 @@ import os
 
 import keras
 
-# What `build_backbone` takes as weights for most backbones (inception_v2 takes checkpoints too).
-WEIGHTS_CHOICES = "None, 'imagenet' or the path of a .h5 / .weights.h5 file"
-
 
 def check_weights_file(path: str) -> str:
-    """Checks that `path` names an existing Keras weights file.
-
-    Args:
-      path: path of a `.h5` or `.weights.h5` file.
+    """Checks that the Keras weights file `path` (`.h5` / `.weights.h5`) exists.
 
     Returns:
       The path.
 
     Raises:
-      ValueError: not an .h5 file (e.g. a misspelt "imagenet").
       FileNotFoundError: no such file.
     """
-    if not str(path).endswith(".h5"):
-        raise ValueError(f"weights must be {WEIGHTS_CHOICES}; got {path!r}.")
     if not os.path.isfile(path):
         raise FileNotFoundError(
             f"Weights file {path!r} does not exist; refusing to fall back to random weights."
