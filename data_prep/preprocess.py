@@ -4,31 +4,33 @@ Training: random 227x227 crop and random horizontal mirror. Test: a single cente
 The pixel scaling is the one the chosen backbone expects (the paper's Inception: [-1, 1]).
 """
 
-from collections.abc import Callable
-
 import tensorflow as tf
 
-RESIZE = 256
-CROP = 227
+from fl_embed.models.preprocessing import (
+    CROP,
+    RESIZE,
+    SCALINGS,
+    center_crop,
+    get_scaling,
+    resize_square,
+)
 
-# Pixel scalings of common backbones, from uint8-range floats [0, 255].
-SCALINGS: dict[str, Callable[[tf.Tensor], tf.Tensor]] = {
-    "inception": lambda x: (
-        x / 127.5 - 1.0
-    ),  # [-1, 1]: Inception / tf.keras.applications.inception_v3
-    "unit": lambda x: x / 255.0,  # [0, 1]
-    "raw": lambda x: (
-        x
-    ),  # [0, 255], for models that normalise inside (e.g. keras EfficientNet)
-}
+__all__ = [
+    "CROP",
+    "RESIZE",
+    "SCALINGS",
+    "center_crop",
+    "check_scaling",
+    "preprocess",
+    "random_crop_mirror",
+    "resize",
+    "scale_pixels",
+]
 
 
 def check_scaling(scaling: str) -> None:
     """Raises ValueError naming the choices when `scaling` is not one of `SCALINGS`."""
-    if scaling not in SCALINGS:
-        raise ValueError(
-            f"Unknown pixel scaling {scaling!r}; use one of {sorted(SCALINGS)}."
-        )
+    get_scaling(scaling)
 
 
 def scale_pixels(image: tf.Tensor, scaling: str = "inception") -> tf.Tensor:
@@ -44,8 +46,7 @@ def scale_pixels(image: tf.Tensor, scaling: str = "inception") -> tf.Tensor:
     Raises:
       ValueError: unknown scaling.
     """
-    check_scaling(scaling)
-    return SCALINGS[scaling](image)
+    return get_scaling(scaling)(image)
 
 
 def resize(image: tf.Tensor, size: int = RESIZE) -> tf.Tensor:
@@ -58,25 +59,9 @@ def resize(image: tf.Tensor, size: int = RESIZE) -> tf.Tensor:
     Returns:
       float32 Tensor [size, size, 3].
     """
-    image = tf.cast(image, tf.float32)
     if image.shape[-1] == 1:
         image = tf.image.grayscale_to_rgb(image)
-    return tf.image.resize(image, [size, size], method="bilinear")
-
-
-def center_crop(image: tf.Tensor, crop: int = CROP) -> tf.Tensor:
-    """Single center crop used at test time.
-
-    Args:
-      image: Tensor [S, S, 3] with S >= crop.
-      crop: output side length.
-
-    Returns:
-      Tensor [crop, crop, 3].
-    """
-    offset_h = (tf.shape(image)[0] - crop) // 2
-    offset_w = (tf.shape(image)[1] - crop) // 2
-    return tf.image.crop_to_bounding_box(image, offset_h, offset_w, crop, crop)
+    return resize_square(image, size)
 
 
 def random_crop_mirror(

@@ -60,19 +60,19 @@ class Config:
 CONFIGS = {
     "cub200": Config(
         dataset="cub200",
-        backbone="bn_inception",
+        backbone="inception_v2",
         weights="imagenet",
         train_steps=10_000,
     ),
     "cars196": Config(
         dataset="cars196",
-        backbone="bn_inception",
+        backbone="inception_v2",
         weights="imagenet",
         train_steps=20_000,
     ),
     "sop": Config(
         dataset="sop",
-        backbone="bn_inception",
+        backbone="inception_v2",
         weights="imagenet",
         train_steps=20_000,
         classes_per_batch_ratio=0.75,

@@ -38,7 +38,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from fl_embed.models.preprocessing import ScalingFn, resolve_scaling
+from fl_embed.models.preprocessing import (
+    ScalingFn,
+    center_crop,
+    resize_square,
+    resolve_scaling,
+)
 from fl_embed.training.checkpoints import check_finite
 
 METADATA_FILE = "fl_embed.json"
@@ -252,10 +257,7 @@ def decode_image(
             ),
         )
     image.set_shape([None, None, channels])
-    side = resize_to or image_size
-    image = tf.image.resize(image, [side, side], method="bilinear")
-    offset = (side - image_size) // 2
-    return tf.image.crop_to_bounding_box(image, offset, offset, image_size, image_size)
+    return center_crop(resize_square(image, resize_to or image_size), image_size)
 
 
 def is_png(data: tf.Tensor) -> tf.Tensor:

@@ -4,22 +4,10 @@ Section 3.5 of the paper: an ImageNet-pretrained Inception with batch normalisat
 L2-normalised for the clustering and triplet losses and not for lifted structure and N-pairs.
 """
 
-import os
-from collections.abc import Callable
-
 import keras
 
-from fl_embed.models.bn_inception import bn_inception
-from fl_embed.models.small_cnn import small_cnn
-
-BACKBONES: tuple[str, ...] = ("inception_v3", "bn_inception", "small_cnn")
-DEFAULT_INPUT_SHAPES: dict[str, tuple[int, int, int]] = {
-    "inception_v3": (227, 227, 3),
-    "bn_inception": (227, 227, 3),
-    "small_cnn": (32, 32, 1),
-}
-# Name of the backbone inside every embedder, for `model.get_layer(BACKBONE_LAYER)`.
-BACKBONE_LAYER = "backbone"
+from fl_embed.models import weights as backbone_weights
+from fl_embed.models.registry import BACKBONE_LAYER, get_backbone
 
 
 def build_embedder(
@@ -29,6 +17,7 @@ def build_embedder(
     weights: str | None = None,
     input_shape: tuple | None = None,
     name: str | None = None,
+    freeze_batch_norm: bool | None = None,
 ) -> keras.Model:
     """Builds an image embedder: backbone -> global average pooling -> Dense(embedding_dim) [-> L2 norm].
 
@@ -40,11 +29,16 @@ def build_embedder(
       embedding_dim: size d of the embedding (paper: 64).
       l2_normalize: append `keras.layers.UnitNormalization` (paper: on for clustering and triplet,
         off for lifted structure and N-pairs).
-      weights: backbone weights: None (random), "imagenet" (inception_v3 only; Keras downloads them,
-        which needs a network), or the path of a local `.h5` / `.weights.h5` file holding the
-        backbone's weights (as written by `save_backbone_weights` or Keras' `include_top=False` files).
-      input_shape: (H, W, C); None takes `DEFAULT_INPUT_SHAPES[backbone]`.
+      weights: backbone weights: None (random); "imagenet" (inception_v2: TF-slim's ImageNet
+        checkpoint; inception_v3: Keras' file; both downloaded once into ~/.keras, which needs a
+        network); the path of a local `.h5` / `.weights.h5` file holding the backbone's weights
+        (as written by `save_backbone_weights` or Keras' `include_top=False` files); for
+        inception_v2 also a TF-slim checkpoint (prefix, folder or `.tar.gz`).
+      input_shape: (H, W, C); None takes the backbone's registry default (`get_backbone`).
       name: model name; default f"{backbone}_embedder".
+      freeze_batch_norm: run the backbone's batch normalisation in inference mode while training
+        (moving statistics and beta kept). None: frozen exactly when `weights` is given, i.e. when
+        fine-tuning pretrained weights (see BUILD_NOTES.md, "Models").
 
     Returns:
       keras.Model mapping float32 images [batch, H, W, C], already scaled by
@@ -53,16 +47,16 @@ def build_embedder(
 
     Raises:
       ValueError: unknown backbone, embedding_dim < 1, unusable input_shape, "imagenet" for a backbone
-        without Keras ImageNet weights, a weights path that is not an .h5 file, or a weights file that
-        does not fit the backbone.
+        without ImageNet weights, a weights path the backbone cannot read, or weights that do not
+        fit the backbone (every missing, extra or mis-shaped variable named).
       FileNotFoundError: the weights file does not exist.
-      ConnectionError: weights="imagenet" and Keras could not download them.
+      ConnectionError: weights="imagenet" and the download failed.
     """
-    check_backbone(backbone)
+    spec = get_backbone(backbone)
     if embedding_dim < 1:
         raise ValueError(f"embedding_dim must be >= 1, got {embedding_dim}.")
-    input_shape = tuple(input_shape or DEFAULT_INPUT_SHAPES[backbone])
-    features = build_backbone(backbone, input_shape, weights)
+    input_shape = tuple(input_shape or spec.input_shape)
+    features = build_backbone(backbone, input_shape, weights, freeze_batch_norm)
     inputs = keras.Input(input_shape, name="images")
     x = features(inputs)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
@@ -72,14 +66,11 @@ def build_embedder(
     return keras.Model(inputs, x, name=name or f"{backbone}_embedder")
 
 
-def check_backbone(backbone: str) -> None:
-    """Raises ValueError naming the valid backbones when `backbone` is not one of `BACKBONES`."""
-    if backbone not in BACKBONES:
-        raise ValueError(f"Unknown backbone {backbone!r}; use one of {BACKBONES}.")
-
-
 def build_backbone(
-    backbone: str, input_shape: tuple[int, int, int], weights: str | None = None
+    backbone: str,
+    input_shape: tuple[int, int, int],
+    weights: str | None = None,
+    freeze_batch_norm: bool | None = None,
 ) -> keras.Model:
     """Builds the feature extractor named `backbone`, named `BACKBONE_LAYER`, and loads its weights.
 
@@ -87,72 +78,38 @@ def build_backbone(
       backbone: one of `BACKBONES`.
       input_shape: (H, W, C).
       weights: None, "imagenet" or the path of a local weights file, see `build_embedder`.
+      freeze_batch_norm: see `build_embedder`.
 
     Returns:
       keras.Model mapping [batch, H, W, C] to feature maps [batch, h, w, channels].
 
     Raises:
-      ValueError, FileNotFoundError: see `build_embedder`.
+      ValueError, FileNotFoundError, ConnectionError: see `build_embedder`.
     """
-    check_backbone(backbone)
-    if weights == "imagenet":
-        if backbone != "inception_v3":
-            raise ValueError(
-                f"No Keras ImageNet weights exist for {backbone!r}; pass the path of a local "
-                "weights file (.h5 / .weights.h5) instead, or weights=None for random weights."
-            )
-        return _inception_v3_imagenet(input_shape)
-    path = None if weights is None else check_weights_file(weights)
-    model = _BUILDERS[backbone](input_shape)
-    if path is not None:
-        load_backbone_weights(model, path, backbone)
+    spec = get_backbone(backbone)
+    if weights is None:
+        model = spec.build(input_shape)
+    elif str(weights).endswith(".h5"):
+        path = backbone_weights.check_weights_file(weights)
+        model = spec.build(input_shape)
+        backbone_weights.load_backbone_weights(model, path, backbone)
+    elif spec.pretrained is not None:
+        model = spec.pretrained(input_shape, weights)
+    elif weights == "imagenet":
+        raise ValueError(
+            f"No Keras ImageNet weights exist for {backbone!r}; pass the path of a local "
+            "weights file (.h5 / .weights.h5) instead, or weights=None for random weights."
+        )
+    else:
+        raise ValueError(
+            f"weights of {backbone!r} must be None or the path of a .h5 / .weights.h5 file; "
+            f"got {weights!r}."
+        )
+    if freeze_batch_norm is None:
+        freeze_batch_norm = weights is not None
+    if freeze_batch_norm:
+        backbone_weights.freeze_batch_norm(model)
     return model
-
-
-def check_weights_file(path: str) -> str:
-    """Checks that `path` names an existing Keras weights file.
-
-    Args:
-      path: path of a `.h5` or `.weights.h5` file.
-
-    Returns:
-      The path.
-
-    Raises:
-      ValueError: not an .h5 file (e.g. a misspelt "imagenet").
-      FileNotFoundError: no such file.
-    """
-    if not str(path).endswith(".h5"):
-        raise ValueError(
-            f"weights must be None, 'imagenet' or the path of a .h5 / .weights.h5 file; got {path!r}."
-        )
-    if not os.path.isfile(path):
-        raise FileNotFoundError(
-            f"Weights file {path!r} does not exist; refusing to fall back to random weights."
-        )
-    return str(path)
-
-
-def load_backbone_weights(model: keras.Model, path: str, backbone: str) -> None:
-    """Loads a weights file into a backbone, turning any mismatch into one clear ValueError.
-
-    Args:
-      model: the backbone, as built by `build_backbone(..., weights=None)`.
-      path: an existing .h5 / .weights.h5 file.
-      backbone: its name, for the message.
-
-    Raises:
-      ValueError: the file does not hold weights of this architecture.
-    """
-    try:
-        model.load_weights(path)
-    except (ValueError, KeyError, TypeError, OSError) as err:
-        raise ValueError(
-            f"Weights file {path!r} does not fit the {backbone!r} backbone with input shape "
-            f"{model.input_shape[1:]} ({_first_line(err)}). Pass a file of this backbone's weights, "
-            "e.g. one written by fl_embed.models.save_backbone_weights; a whole embedder's "
-            "model.save_weights file loads with model.load_weights on the built embedder."
-        ) from err
 
 
 def save_backbone_weights(model: keras.Model, path: str) -> None:
@@ -163,46 +120,3 @@ def save_backbone_weights(model: keras.Model, path: str) -> None:
       path: destination ending in `.weights.h5`.
     """
     model.get_layer(BACKBONE_LAYER).save_weights(path)
-
-
-def _first_line(err: Exception) -> str:
-    """First line of an exception message: Keras' load errors run over many lines."""
-    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-
-
-def _inception_v3(
-    input_shape: tuple[int, int, int], weights: str | None = None
-) -> keras.Model:
-    return keras.applications.InceptionV3(
-        include_top=False, weights=weights, input_shape=input_shape, name=BACKBONE_LAYER
-    )
-
-
-def _inception_v3_imagenet(input_shape: tuple[int, int, int]) -> keras.Model:
-    """InceptionV3 with Keras' ImageNet weights; a failed download says what to do offline."""
-    try:
-        return _inception_v3(input_shape, "imagenet")
-    except Exception as err:
-        if "URL fetch failure" not in str(err):
-            raise
-        raise ConnectionError(
-            "Could not download Keras' ImageNet weights for inception_v3 "
-            f"({_first_line(err)}). Without a network, fetch "
-            "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5 elsewhere, put it in "
-            "~/.keras/models/ or pass its path as weights=."
-        ) from err
-
-
-def _bn_inception(input_shape: tuple[int, int, int]) -> keras.Model:
-    return bn_inception(input_shape, name=BACKBONE_LAYER)
-
-
-def _small_cnn(input_shape: tuple[int, int, int]) -> keras.Model:
-    return small_cnn(input_shape, name=BACKBONE_LAYER)
-
-
-_BUILDERS: dict[str, Callable[[tuple[int, int, int]], keras.Model]] = {
-    "inception_v3": _inception_v3,
-    "bn_inception": _bn_inception,
-    "small_cnn": _small_cnn,
-}

@@ -1,14 +1,21 @@
-"""Pixel scaling each backbone expects, shared by the trainer, the evaluator and the export.
+"""Image preprocessing shared by the data pipelines, the trainer, the evaluator and the export.
 
-The names and formulas match `data_prep.preprocess.SCALINGS` (a test holds the two together), so a
-data pipeline built with `scaling=scaling_for(backbone)` feeds the model the scale it was built for.
+The one home of the pixel scalings (`SCALINGS`; which one a backbone expects is its registry entry)
+and of the test-time geometry of section 3.5 (square resize, center crop), so the data pipeline
+(`data_prep.preprocess`) and the exported serving graph (`fl_embed.export`) cannot drift apart.
 """
 
 from collections.abc import Callable
 
 import tensorflow as tf
 
+from fl_embed.models.registry import get_backbone
+
 ScalingFn = Callable[[tf.Tensor], tf.Tensor]
+
+# Section 3.5: images resized to 256x256, then a 227x227 crop (random in training, center in test).
+RESIZE = 256
+CROP = 227
 
 
 def scale_inception(images: tf.Tensor) -> tf.Tensor:
@@ -53,12 +60,14 @@ SCALINGS: dict[str, ScalingFn] = {
     "raw": scale_raw,
 }
 
-# Which scaling each backbone was built (and pretrained) for.
-BACKBONE_SCALINGS: dict[str, str] = {
-    "inception_v3": "inception",
-    "bn_inception": "inception",
-    "small_cnn": "unit",
-}
+
+def get_scaling(name: str) -> ScalingFn:
+    """The function of the pixel scaling `name`; ValueError naming the choices otherwise."""
+    if name not in SCALINGS:
+        raise ValueError(
+            f"Unknown pixel scaling {name!r}; use one of {sorted(SCALINGS)}."
+        )
+    return SCALINGS[name]
 
 
 def scaling_for(backbone: str) -> str:
@@ -73,11 +82,7 @@ def scaling_for(backbone: str) -> str:
     Raises:
       ValueError: unknown backbone.
     """
-    if backbone not in BACKBONE_SCALINGS:
-        raise ValueError(
-            f"Unknown backbone {backbone!r}; use one of {tuple(BACKBONE_SCALINGS)}."
-        )
-    return BACKBONE_SCALINGS[backbone]
+    return get_backbone(backbone).scaling
 
 
 def preprocess_for(backbone: str) -> ScalingFn:
@@ -110,11 +115,7 @@ def resolve_scaling(scaling: str | ScalingFn) -> tuple[str, ScalingFn]:
       TypeError: neither a string nor a callable.
     """
     if isinstance(scaling, str):
-        if scaling not in SCALINGS:
-            raise ValueError(
-                f"Unknown pixel scaling {scaling!r}; use one of {sorted(SCALINGS)}."
-            )
-        return scaling, SCALINGS[scaling]
+        return scaling, get_scaling(scaling)
     if not callable(scaling):
         raise TypeError(
             f"scaling must be one of {sorted(SCALINGS)} or a callable, got {scaling!r}."
@@ -123,3 +124,31 @@ def resolve_scaling(scaling: str | ScalingFn) -> tuple[str, ScalingFn]:
         if fn is scaling:
             return name, fn
     return f"custom:{getattr(scaling, '__qualname__', repr(scaling))}", scaling
+
+
+def resize_square(image: tf.Tensor, size: int) -> tf.Tensor:
+    """Bilinear resize to size x size, the aspect ratio not kept (as the paper does), as float32.
+
+    Args:
+      image: uint8 or float Tensor [H, W, C] with values in [0, 255].
+      size: output side length.
+
+    Returns:
+      float32 Tensor [size, size, C] in [0, 255].
+    """
+    return tf.image.resize(tf.cast(image, tf.float32), [size, size], method="bilinear")
+
+
+def center_crop(image: tf.Tensor, crop: int = CROP) -> tf.Tensor:
+    """The single center crop of test time (section 3.5: 227 out of 256).
+
+    Args:
+      image: Tensor [H, W, C] with H, W >= crop.
+      crop: output side length.
+
+    Returns:
+      Tensor [crop, crop, C]; an odd margin leaves the extra row / column at the bottom / right.
+    """
+    offset_h = (tf.shape(image)[0] - crop) // 2
+    offset_w = (tf.shape(image)[1] - crop) // 2
+    return tf.image.crop_to_bounding_box(image, offset_h, offset_w, crop, crop)

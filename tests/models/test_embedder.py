@@ -11,6 +11,7 @@ from fl_embed.models import (
 
 # Small inputs keep the Inception builds fast; 75x75 is InceptionV3's minimum.
 SMALL_SHAPES = {
+    "inception_v2": (64, 64, 3),
     "inception_v3": (75, 75, 3),
     "bn_inception": (64, 64, 3),
     "small_cnn": (32, 32, 1),
@@ -175,3 +176,39 @@ def test_imagenet_download_failure_says_how_to_work_offline(monkeypatch):
     monkeypatch.setattr(file_utils, "get_file", offline)
     with pytest.raises(ConnectionError, match="pass its path as weights="):
         build_embedder("inception_v3", weights="imagenet", input_shape=(75, 75, 3))
+
+
+def _batch_norm_layers(model):
+    backbone = model.get_layer(BACKBONE_LAYER)
+    return [
+        layer
+        for layer in backbone.layers
+        if isinstance(layer, keras.layers.BatchNormalization)
+    ]
+
+
+def test_batch_norm_trains_from_random_weights_and_is_frozen_when_fine_tuning(tmp_path):
+    path = str(tmp_path / "backbone.weights.h5")
+    source = build_embedder("small_cnn")
+    _randomize(source)
+    save_backbone_weights(source, path)
+    images = _images((32, 32, 1), batch=8)
+    scratch = build_embedder("small_cnn")
+    tuned = build_embedder("small_cnn", weights=path)
+    assert all(layer.trainable for layer in _batch_norm_layers(scratch))
+    assert not any(layer.trainable for layer in _batch_norm_layers(tuned))
+    # Frozen batch norm normalises with the pretrained moving statistics even in training.
+    np.testing.assert_array_equal(
+        tuned(images, training=True).numpy(), tuned(images, training=False).numpy()
+    )
+    assert not np.allclose(
+        scratch(images, training=True).numpy(),
+        scratch(images, training=False).numpy(),
+        atol=1e-3,
+    )
+    assert len(tuned.trainable_weights) < len(scratch.trainable_weights)
+
+
+def test_freeze_batch_norm_overrides_the_default():
+    model = build_embedder("small_cnn", freeze_batch_norm=True)
+    assert not any(layer.trainable for layer in _batch_norm_layers(model))
