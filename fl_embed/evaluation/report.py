@@ -1,9 +1,9 @@
 """Presenting evaluation results: a table as in the paper's and a JSON record."""
 
 import json
-import os
-import tempfile
 from typing import Any
+
+from fl_embed.io import atomic_write_text
 
 
 def metrics_table(metrics: dict[str, float]) -> str:
@@ -33,18 +33,6 @@ def write_metrics_json(path: str, metrics: dict[str, float], **context: Any) -> 
       metrics: metric name -> fraction in [0, 1].
       **context: JSON-serialisable facts about the run (input path, sizes, ks, seed).
     """
-    parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
-    # Written to a temporary sibling and renamed: a reader never sees half a file, and a failure
-    # (e.g. a value JSON cannot hold) leaves the previous file as it was.
-    fd, tmp = tempfile.mkstemp(dir=parent, prefix=".metrics.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump({**context, "metrics": metrics}, f, indent=2, sort_keys=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    # A failure (e.g. a value JSON cannot hold) leaves the previous file as it was.
+    text = json.dumps({**context, "metrics": metrics}, indent=2, sort_keys=False)
+    atomic_write_text(path, text + "\n")
