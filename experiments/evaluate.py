@@ -13,7 +13,8 @@ import sys
 from absl import app, flags, logging
 
 from experiments import configs, run_dir
-from fl_embed.evaluation import evaluate, metrics_table, write_metrics_json
+from experiments.reporting import markdown_table
+from fl_embed.evaluation import evaluate, write_metrics_json
 from fl_embed.training import CheckpointError
 
 FLAGS = flags.FLAGS
@@ -101,7 +102,7 @@ def main(argv):
         embed, dataset, FLAGS.split, FLAGS.data_dir, FLAGS.batch_size
     )
     metrics = evaluate(embeddings, labels, ks=ks, seed=FLAGS.seed)
-    print(metrics_table(metrics))
+    print(markdown_table({f"{dataset} {FLAGS.split}": metrics}))
     output = FLAGS.output_json or os.path.join(
         where, f"metrics_{dataset}_{FLAGS.split}.json"
     )

@@ -85,11 +85,11 @@ class Progress:
         return " | ".join(parts)
 
 
-def column_title(key: str) -> str:
-    """The paper's column title of a metric: NMI, R@K; other metrics keep their key."""
+def _title(key: str, paper: bool) -> str:
+    """NMI, and R@K as the paper writes Recall@K; without `paper` every other metric keeps its key."""
     if key == "nmi":
         return "NMI"
-    if key.startswith("recall@"):
+    if paper and key.startswith("recall@"):
         return "R@" + key.removeprefix("recall@")
     return key
 
@@ -104,8 +104,8 @@ def markdown_table(
       rows: row name -> an `fl_embed.evaluation.evaluate` dict (fractions), or a list of them
         (one per seed), shown as "mean ± spread", the spread being the sample standard
         deviation (0 for a single seed).
-      ks: the Recall@K columns after NMI, as the paper's tables; None for every metric of the
-        first row, in its order.
+      ks: the Recall@K columns after NMI, titled as the paper's tables (R@K); None for every
+        metric of the first row, in its order, titled by its key (NMI aside).
 
     Returns:
       The table.
@@ -114,7 +114,7 @@ def markdown_table(
     first = first[0] if isinstance(first, list) else first
     keys = ["nmi"] + [f"recall@{k}" for k in ks] if ks is not None else list(first)
     lines = [
-        "| | " + " | ".join(column_title(key) for key in keys) + " |",
+        "| | " + " | ".join(_title(key, ks is not None) for key in keys) + " |",
         "|---" * (len(keys) + 1) + "|",
     ]
     for name, metrics in rows.items():

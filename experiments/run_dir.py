@@ -178,18 +178,14 @@ def prepare(
     return resumed
 
 
-def summary_writers(
-    output_dir: str, chief: bool = True
-) -> tuple[tf.summary.SummaryWriter, tf.summary.SummaryWriter]:
-    """TensorBoard writers of the run's train/ and eval/; no-op writers on a worker that is not
-    the chief (one writer per folder and run)."""
+def summary_writer(
+    output_dir: str, folder: str, chief: bool = True
+) -> tf.summary.SummaryWriter:
+    """The TensorBoard writer of the run's `folder` (train/ or eval/); a no-op writer on a
+    worker that is not the chief (one writer per folder and run)."""
     if not chief:
-        noop = tf.summary.create_noop_writer()
-        return noop, noop
-    return tuple(
-        tf.summary.create_file_writer(os.path.join(output_dir, name))
-        for name in ("train", "eval")
-    )
+        return tf.summary.create_noop_writer()
+    return tf.summary.create_file_writer(os.path.join(output_dir, folder))
 
 
 def build_model(config: configs.Config, weights: str | None = "config") -> keras.Model:

@@ -104,16 +104,125 @@ def start_run(config: configs.Config) -> tuple[tf.distribute.Strategy, bool, boo
     return strategy, chief, resumed
 
 
-def evaluate_split(embed, config: configs.Config, step: int, writer) -> dict:
-    """Evaluates on the test split, logs the metrics and writes them to TensorBoard."""
-    start = time.monotonic()
-    embeddings, labels = run_dir.embed_split(
-        embed, config.dataset, "test", FLAGS.data_dir, FLAGS.eval_batch_size
+def chief_evaluator(model, config: configs.Config, chief: bool):
+    """step -> test-split metrics (logged, written to TensorBoard) on the chief; None elsewhere.
+
+    Evaluation embeds the test split with the local copy of the weights (no collective), so only
+    the chief does it; the other workers wait for it at the next collective.
+    """
+    embed = run_dir.embed_fn(model, config.backbone)
+    writer = run_dir.summary_writer(FLAGS.output_dir, "eval", chief)
+
+    def evaluate_at(step: int) -> dict[str, float] | None:
+        if not chief:
+            return None
+        start = time.monotonic()
+        embeddings, labels = run_dir.embed_split(
+            embed, config.dataset, "test", FLAGS.data_dir, FLAGS.eval_batch_size
+        )
+        metrics = evaluate(embeddings, labels, ks=config.ks, seed=config.seed)
+        write_scalars(writer, step, metrics)
+        shown = ", ".join(f"{k} {100 * v:.2f}" for k, v in metrics.items())
+        logging.info(
+            "eval at step %d (%.0fs): %s", step, time.monotonic() - start, shown
+        )
+        return metrics
+
+    return evaluate_at
+
+
+def build_model(config: configs.Config, strategy: tf.distribute.Strategy):
+    """The embedder and its RMSprop optimizer, made under the strategy's scope."""
+    with strategy.scope():
+        model = run_dir.build_model(config)
+        optimizer = keras.optimizers.RMSprop(config.learning_rate)
+        optimizer.build(model.trainable_variables)
+    return model, optimizer
+
+
+def restore(strategy, chief: bool, **trackables) -> tuple[RunCheckpoints, int]:
+    """The run's checkpoints, restored to the latest one; and the step every worker starts at."""
+    checkpoints = RunCheckpoints(
+        os.path.join(FLAGS.output_dir, run_dir.CHECKPOINT_DIR),
+        chief=chief,
+        **trackables,
     )
-    metrics = evaluate(embeddings, labels, ks=config.ks, seed=config.seed)
-    write_scalars(writer, step, metrics)
-    shown = ", ".join(f"{name} {100 * value:.2f}" for name, value in metrics.items())
-    logging.info("eval at step %d (%.0fs): %s", step, time.monotonic() - start, shown)
+    try:
+        checkpoints.restore_latest()
+        start_step = check_workers_agree(
+            strategy,
+            int(trackables["step"].numpy()),
+            "the step restored from --output_dir",
+            " Every worker must see the chief's --output_dir (a shared filesystem).",
+        )
+    except (CheckpointError, ValueError) as err:
+        sys.exit(f"error: {err}")
+    return checkpoints, start_step
+
+
+def input_batches(config: configs.Config, strategy, start_step: int):
+    """Each replica's share of every training batch.
+
+    Every pipeline draws the same global batches (same seed and start step) and keeps its
+    replicas' rows; TensorFlow's auto-sharding is not involved (see BUILD_NOTES.md).
+    """
+    replicas = strategy.num_replicas_in_sync
+    sub_batches = run_dir.run_record(config, replicas)["loss_sub_batches"]
+    return iter(
+        strategy.distribute_datasets_from_function(
+            lambda context: run_dir.train_batches(
+                config, start_step, FLAGS.data_dir, sub_batches, context
+            )
+        )
+    )
+
+
+def train_loop(config, train_step, batches, gamma, step, checkpoints, evaluate_at):
+    """Steps from `step` + 1 to train_steps: decay gamma, train, log, checkpoint, evaluate."""
+    gamma_at = margin_multiplier_schedule(
+        config.margin_multiplier, config.margin_decay_steps, config.margin_decay_rate
+    )
+    total = config.train_steps
+    start_step = int(step.numpy())
+    writer = run_dir.summary_writer(FLAGS.output_dir, "train", checkpoints.chief)
+    progress, window = Progress(total, start_step), {}
+    for current in range(start_step + 1, total + 1):
+        gamma.assign(gamma_at(current - 1))
+        terms = train_step(*next(batches))
+        step.assign(current)
+        for name, value in terms.items():
+            window.setdefault(name, []).append(float(value))
+        if current % config.log_every == 0 or current == total:
+            means = {name: sum(v) / len(v) for name, v in window.items()}
+            means.update(gamma=float(gamma.numpy()), learning_rate=config.learning_rate)
+            write_scalars(writer, current, means)
+            shown = {"loss": means["loss"], "gamma": means["gamma"]}
+            logging.info(progress.line(current, shown))
+            window = {}
+        if current % config.checkpoint_every == 0 or current == total:
+            checkpoints.save(current)
+        if config.eval_every and current % config.eval_every == 0 and current != total:
+            evaluate_at(current)
+
+
+def export_and_evaluate(config, strategy, chief: bool, model, evaluate_at):
+    """The SavedModel, the final evaluation and metrics.json (on the chief), then the workers'
+    check of the trained weights; returns the final metrics (None on another worker)."""
+    out = FLAGS.output_dir
+    with chief_write_path(os.path.join(out, run_dir.EXPORT_DIR), chief) as export_dir:
+        run_dir.export_run(model, config, export_dir)
+    if chief:
+        logging.info("Exported the SavedModel to %s", export_dir)
+    metrics = evaluate_at(config.train_steps)
+    if chief:
+        record = run_dir.run_record(config, strategy.num_replicas_in_sync)
+        path = os.path.join(out, run_dir.METRICS_FILE)
+        write_metrics_json(path, metrics, step=config.train_steps, **record)
+    try:
+        digest = check_weights_agree(strategy, model)
+    except ValueError as err:
+        sys.exit(f"error: {err}")
+    logging.info("Weights digest %016x, the same on every worker", digest)
     return metrics
 
 
@@ -135,49 +244,16 @@ def main(argv):
     config = run_settings()
     strategy, chief, _ = start_run(config)
     keras.utils.set_random_seed(config.seed)
-    out, total = FLAGS.output_dir, config.train_steps
-
-    # Model, optimizer and the decayed margin multiplier gamma (section 3.5).
-    with strategy.scope():
-        model = run_dir.build_model(config)
-        optimizer = keras.optimizers.RMSprop(config.learning_rate)
-        optimizer.build(model.trainable_variables)
-    gamma_at = margin_multiplier_schedule(
-        config.margin_multiplier, config.margin_decay_steps, config.margin_decay_rate
+    model, optimizer = build_model(config, strategy)
+    # gamma (eq. 6) is decayed by the loop; the compiled step reads the variable.
+    gamma = tf.Variable(
+        config.margin_multiplier, trainable=False, name="margin_multiplier"
     )
-    gamma = tf.Variable(gamma_at(0), trainable=False, name="margin_multiplier")
     step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-    checkpoints = RunCheckpoints(
-        os.path.join(out, run_dir.CHECKPOINT_DIR),
-        chief=chief,
-        model=model,
-        optimizer=optimizer,
-        step=step,
+    checkpoints, start_step = restore(
+        strategy, chief, model=model, optimizer=optimizer, step=step
     )
-    try:
-        checkpoints.restore_latest()
-        start_step = check_workers_agree(
-            strategy,
-            int(step.numpy()),
-            "the step restored from --output_dir",
-            " Every worker must see the chief's --output_dir (a shared filesystem).",
-        )
-    except (CheckpointError, ValueError) as err:
-        sys.exit(f"error: {err}")
-
-    # Data: every pipeline draws the same global batches (same seed and start step) and keeps
-    # its replicas' rows; TensorFlow's auto-sharding is not involved (see BUILD_NOTES.md).
-    sub_batches = run_dir.run_record(config, strategy.num_replicas_in_sync)[
-        "loss_sub_batches"
-    ]
-    batches = iter(
-        strategy.distribute_datasets_from_function(
-            lambda context: run_dir.train_batches(
-                config, start_step, FLAGS.data_dir, sub_batches, context
-            )
-        )
-    )
-    # The loss and the one train step of every strategy.
+    batches = input_batches(config, strategy, start_step)
     train_step = make_train_step(
         model,
         optimizer,
@@ -188,55 +264,14 @@ def main(argv):
         strategy,
         config.cluster_loss_mode,
     )
-
-    # The loop. Evaluation embeds the test split with the local copy of the weights (no
-    # collective), so only the chief does it; the others wait at the next step's all-reduce.
-    embed = run_dir.embed_fn(model, config.backbone)
-    train_writer, eval_writer = run_dir.summary_writers(out, chief)
+    evaluate_at = chief_evaluator(model, config, chief)
     rows = {}
-    if chief and config.eval_at_start and start_step == 0:
-        rows["untrained model"] = evaluate_split(embed, config, 0, eval_writer)
-    progress, window = Progress(total, start_step), {}
-    for current in range(start_step + 1, total + 1):
-        gamma.assign(gamma_at(current - 1))
-        terms = train_step(*next(batches))
-        step.assign(current)
-        for name, value in terms.items():
-            window.setdefault(name, []).append(float(value))
-        if current % config.log_every == 0 or current == total:
-            means = {name: sum(v) / len(v) for name, v in window.items()}
-            means.update(gamma=float(gamma.numpy()), learning_rate=config.learning_rate)
-            write_scalars(train_writer, current, means)
-            shown = {"loss": means["loss"], "gamma": means["gamma"]}
-            logging.info(progress.line(current, shown))
-            window = {}
-        if current % config.checkpoint_every == 0 or current == total:
-            checkpoints.save(current)
-        if (
-            chief
-            and config.eval_every
-            and current % config.eval_every == 0
-            and current != total
-        ):
-            evaluate_split(embed, config, current, eval_writer)
-
-    # Export, the final evaluation, and the workers' agreement on the trained weights.
-    with chief_write_path(os.path.join(out, run_dir.EXPORT_DIR), chief) as export_dir:
-        run_dir.export_run(model, config, export_dir)
+    if config.eval_at_start and start_step == 0 and chief:
+        rows["untrained model"] = evaluate_at(0)
+    train_loop(config, train_step, batches, gamma, step, checkpoints, evaluate_at)
+    metrics = export_and_evaluate(config, strategy, chief, model, evaluate_at)
     if chief:
-        logging.info("Exported the SavedModel to %s", export_dir)
-        metrics = evaluate_split(embed, config, total, eval_writer)
-        record = run_dir.run_record(config, strategy.num_replicas_in_sync)
-        write_metrics_json(
-            os.path.join(out, run_dir.METRICS_FILE), metrics, step=total, **record
-        )
-        rows[f"{config.loss} loss, {total} steps"] = metrics
-    try:
-        digest = check_weights_agree(strategy, model)
-    except ValueError as err:
-        sys.exit(f"error: {err}")
-    logging.info("Weights digest %016x, the same on every worker", digest)
-    if chief:
+        rows[f"{config.loss} loss, {config.train_steps} steps"] = metrics
         print_table(config, rows)
     else:
         logging.info("Worker done; the chief evaluated and wrote the run.")

@@ -53,5 +53,5 @@ def test_markdown_table_rows_in_percent():
 
 def test_without_ks_every_metric_is_a_column_in_order():
     table = markdown_table({"run": {"nmi": 0.5, "recall@8": 0.25, "map@r": 0.125}})
-    assert table.splitlines()[0] == "| | NMI | R@8 | map@r |"
+    assert table.splitlines()[0] == "| | NMI | recall@8 | map@r |"
     assert table.splitlines()[2] == "| run | 50.00 | 25.00 | 12.50 |"
