@@ -21,6 +21,7 @@ import tensorflow as tf
 
 from experiments import configs, run_dir
 from fl_embed.losses import registry
+from fl_embed.losses.registry import LOSS_NAMES
 from fl_embed.samplers import classes_per_batch
 from fl_embed.training import loss_kwargs, make_train_step, replica_loss_terms
 from fl_embed.training.distributed import (
@@ -35,7 +36,6 @@ from fl_embed.training.distributed import (
 
 REPLICAS = 2
 GLOBAL_BATCH = 24
-LOSS_NAMES = ("clustering", "triplet", "lifted", "npairs")
 # Glyph training batches split across the replicas (m = 16 from C = 4 classes).
 GLYPH_CONFIG = dataclasses.replace(
     configs.get_config("glyphs"), batch_size=16, seed=3, loss="clustering"
