@@ -67,8 +67,8 @@ def run_settings() -> configs.Config:
     return configs.from_flags(FLAGS)
 
 
-def start_run(config: configs.Config) -> tuple[tf.distribute.Strategy, bool, bool]:
-    """The strategy, whether this worker is the chief, and whether the run is resumed.
+def start_run(config: configs.Config) -> tuple[tf.distribute.Strategy, bool]:
+    """The strategy and whether this worker is the chief; stores or checks the run directory.
 
     Raises:
       SystemExit: a bad strategy or TF_CONFIG, a batch that does not split across the replicas,
@@ -101,7 +101,7 @@ def start_run(config: configs.Config) -> tuple[tf.distribute.Strategy, bool, boo
         config.strategy,
         "" if chief else ", not the chief: the chief writes the run directory",
     )
-    return strategy, chief, resumed
+    return strategy, chief
 
 
 def chief_evaluator(model, config: configs.Config, chief: bool):
@@ -242,7 +242,7 @@ def print_table(config: configs.Config, rows: dict) -> None:
 def main(argv):
     del argv
     config = run_settings()
-    strategy, chief, _ = start_run(config)
+    strategy, chief = start_run(config)
     keras.utils.set_random_seed(config.seed)
     model, optimizer = build_model(config, strategy)
     # gamma (eq. 6) is decayed by the loop; the compiled step reads the variable.

@@ -166,7 +166,7 @@ def make_train_step(
     Raises:
       ValueError: unknown loss name or mode.
     """
-    loss_kwargs(loss_name, margin_multiplier, cluster_inference)
+    get_loss(loss_name)
     check_mode(mode)
     strategy = strategy or tf.distribute.get_strategy()
     if not optimizer.built:
