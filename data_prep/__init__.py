@@ -23,7 +23,14 @@ from fl_embed.samplers import (
 
 NAMES = (*PAPER_SETS, "glyphs")
 
-__all__ = ["NAMES", "PAPER_SETS", "DataSetNotFoundError", "class_ratio_batches", "load"]
+__all__ = [
+    "NAMES",
+    "PAPER_SETS",
+    "DataSetNotFoundError",
+    "class_ratio_batches",
+    "floor_metrics",
+    "load",
+]
 
 
 def _check_name(name: str) -> None:
@@ -156,6 +163,7 @@ def class_ratio_batches(
     num_batches: int | None = None,
     sub_batches: int = 1,
     input_context: tf.distribute.InputContext | None = None,
+    augment: bool = True,
 ) -> tf.data.Dataset:
     """Training batches of section 3.5: m examples from exactly C = round(ratio * m) train classes.
 
@@ -166,7 +174,8 @@ def class_ratio_batches(
 
     Args:
       name: 'cub200', 'cars196', 'sop', or 'glyphs' (handed to `data_prep.glyphs.class_ratio_batches`:
-        augmented uint8 [m, 32, 32, 1] images, default ratio 0.25; the other arguments are unused).
+        uint8 [m, 32, 32, 1] images, default ratio 0.25; data_dir, download, manual_dir and
+        scaling are unused).
       batch_size: m (paper: 128).
       ratio: C/m; default the paper's (0.25 for CUB/Cars, 0.75 for SOP).
       seed: seed of sampling and augmentation; the same seed repeats the batches.
@@ -174,6 +183,8 @@ def class_ratio_batches(
       num_batches: batches per iteration; None for an endless stream.
       sub_batches, input_context: batches split across replicas, see
         `fl_embed.samplers.ClassRatioSampler` and `class_ratio_dataset`.
+      augment: random augmentation (paper sets: random crop and mirror, else the centre crop;
+        glyphs: `data_prep.glyphs.augment`).
 
     Returns:
       Dataset of (images float32 [m, 227, 227, 3], labels int64 [m]); with an `input_context`,
@@ -190,6 +201,7 @@ def class_ratio_batches(
             batch_size,
             ratio,
             seed,
+            augment=augment,
             num_batches=num_batches,
             sub_batches=sub_batches,
             input_context=input_context,
@@ -203,7 +215,7 @@ def class_ratio_batches(
     )
 
     def decode_and_crop(example, example_seed):
-        return _decode_crop(example[0], True, example_seed, scaling), example[1]
+        return _decode_crop(example[0], augment, example_seed, scaling), example[1]
 
     return class_ratio_dataset(
         sampler,
@@ -214,3 +226,18 @@ def class_ratio_batches(
         random_map=True,
         input_context=input_context,
     )
+
+
+def floor_metrics(
+    name: str, split: str = "test", seed: int = 0
+) -> dict[str, float] | None:
+    """Metrics of a data set's floor embedding (glyphs: raw pixels, ~30 s), None if it has none.
+
+    Raises:
+      ValueError: unknown name.
+    """
+    _check_name(name)
+    if name != "glyphs":
+        return None
+    baseline = importlib.import_module("data_prep.glyphs.baseline")
+    return baseline.raw_pixel_baseline(split, seed)

@@ -12,6 +12,7 @@ devices share this machine's cores, so the figures show the cost of the distribu
 redundant inference, all-reduce) rather than a speed-up from more hardware.
 """
 
+import dataclasses
 import json
 import os
 import socket
@@ -25,14 +26,14 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
-from experiments import configs
+from experiments import configs, run_dir
 from fl_embed import models
-from fl_embed.training import make_train_step, runs
+from fl_embed.losses.registry import LOSS_NAMES
+from fl_embed.training import make_train_step
 from fl_embed.training.distributed import (
     CLUSTER_LOSS_MODES,
     is_chief,
     loss_sub_batches,
-    make_replicated_train_step,
     make_strategy,
 )
 
@@ -44,9 +45,7 @@ flags.DEFINE_integer(
 flags.DEFINE_integer(
     "repeats", 3, "Timed passes over the steps; the median is shown.", lower_bound=1
 )
-flags.DEFINE_enum(
-    "loss", "clustering", ["clustering", "triplet", "lifted", "npairs"], "Loss."
-)
+flags.DEFINE_enum("loss", "clustering", LOSS_NAMES, "Loss.")
 flags.DEFINE_list("modes", ["global", "local"], "Cluster loss modes to time.")
 flags.DEFINE_boolean(
     "multi_worker", True, "Also time 2 local worker processes (MultiWorkerMirrored)."
@@ -65,13 +64,13 @@ flags.register_validator(
 LOGICAL_CPUS = 2
 
 
-def settings() -> dict:
-    return {
-        **configs.get_config("glyphs").__dict__,
-        "batch_size": FLAGS.batch_size,
-        "loss": FLAGS.loss,
-        "seed": 0,
-    }
+def glyph_config() -> configs.Config:
+    return dataclasses.replace(
+        configs.get_config("glyphs"),
+        batch_size=FLAGS.batch_size,
+        loss=FLAGS.loss,
+        seed=0,
+    )
 
 
 def timed_pass(strategy: tf.distribute.Strategy | None, mode: str):
@@ -82,32 +81,28 @@ def timed_pass(strategy: tf.distribute.Strategy | None, mode: str):
     Returns:
       fn() -> seconds for `--steps` steps.
     """
-    run = settings()
+    config = glyph_config()
     strategy = strategy or tf.distribute.get_strategy()
     keras.utils.set_random_seed(0)
     with strategy.scope():
-        model = runs.build_model(run)
-        optimizer = keras.optimizers.RMSprop(run["learning_rate"])
+        model = run_dir.build_model(config)
+        optimizer = keras.optimizers.RMSprop(config.learning_rate)
         optimizer.build(model.trainable_variables)
-    scale = models.preprocess_for(run["backbone"])
-    if strategy is tf.distribute.get_strategy():
-        # What the trainer runs with --strategy=default.
-        step = make_train_step(model, optimizer, run["loss"], 1.0, scale)
-        batches = runs.train_batches(run, 0).take(FLAGS.steps).cache()
-    else:
-        step = make_replicated_train_step(
-            strategy, model, optimizer, run["loss"], 1.0, scale, mode=mode
-        )
-        sub_batches = loss_sub_batches(mode, strategy.num_replicas_in_sync)
-        batches = strategy.distribute_datasets_from_function(
-            lambda context: (
-                runs.train_batches(
-                    run, 0, sub_batches=sub_batches, input_context=context
-                )
-                .take(FLAGS.steps)
-                .cache()
+    scale = models.preprocess_for(config.backbone)
+    # What the trainer runs: the one step, and batches split across the replicas.
+    step = make_train_step(
+        model, optimizer, config.loss, 1.0, scale, strategy=strategy, mode=mode
+    )
+    sub_batches = loss_sub_batches(mode, strategy.num_replicas_in_sync)
+    batches = strategy.distribute_datasets_from_function(
+        lambda context: (
+            run_dir.train_batches(
+                config, 0, sub_batches=sub_batches, input_context=context
             )
+            .take(FLAGS.steps)
+            .cache()
         )
+    )
 
     def one_pass() -> float:
         start = time.perf_counter()

@@ -9,6 +9,7 @@ same batches' embeddings). The paper says the clustering loss's inference adds l
 batches held in memory, so input time is left out.
 """
 
+import dataclasses
 import time
 
 import keras
@@ -16,10 +17,11 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
-from experiments import configs
+from experiments import configs, run_dir
 from fl_embed import models
-from fl_embed.training import LOSSES, loss_terms, make_train_step, runs
-from fl_embed.training.step import DEFAULT_CLUSTER_INFERENCE
+from fl_embed.losses.cluster import INFERENCE_BACKENDS
+from fl_embed.losses.registry import LOSS_NAMES, loss_terms
+from fl_embed.training import loss_kwargs, make_train_step
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer(
@@ -33,8 +35,8 @@ flags.DEFINE_integer(
 )
 flags.DEFINE_enum(
     "cluster_inference",
-    DEFAULT_CLUSTER_INFERENCE,
-    ["xla", "graph", "numpy"],
+    configs.Config.cluster_inference,
+    INFERENCE_BACKENDS,
     "Backend of the clustering loss's inference.",
 )
 
@@ -58,18 +60,19 @@ def loss_and_gradient(name: str, gamma: float, inference: str):
     def fn(labels, embeddings):
         with tf.GradientTape() as tape:
             tape.watch(embeddings)
-            loss = loss_terms(name, labels, embeddings, gamma, inference)["loss"]
+            kwargs = loss_kwargs(name, gamma, inference)
+            loss = loss_terms(name, labels, embeddings, **kwargs)["loss"]
         return loss, tape.gradient(loss, embeddings)
 
     return fn
 
 
-def bench_loss(name: str, batches: list, settings: dict) -> tuple[float, float]:
+def bench_loss(name: str, batches: list, config: configs.Config) -> tuple[float, float]:
     """(median step seconds, median loss seconds) of one loss on the glyph model."""
     keras.utils.set_random_seed(0)
-    model = runs.build_model({**settings, "loss": name})
-    optimizer = keras.optimizers.RMSprop(settings["learning_rate"])
-    scale = models.preprocess_for(settings["backbone"])
+    model = run_dir.build_model(dataclasses.replace(config, loss=name))
+    optimizer = keras.optimizers.RMSprop(config.learning_rate)
+    scale = models.preprocess_for(config.backbone)
     step = make_train_step(model, optimizer, name, 1.0, scale, FLAGS.cluster_inference)
     step_time = median_seconds(step, batches, FLAGS.warmup)
     embedded = [
@@ -81,18 +84,19 @@ def bench_loss(name: str, batches: list, settings: dict) -> tuple[float, float]:
 
 def main(argv):
     del argv
-    settings = {**configs.get_config("glyphs").__dict__, "batch_size": FLAGS.batch_size}
-    settings["seed"] = 0
-    stream = runs.train_batches(settings, start_step=0)
+    config = dataclasses.replace(
+        configs.get_config("glyphs"), batch_size=FLAGS.batch_size, seed=0
+    )
+    stream = run_dir.train_batches(config, start_step=0)
     batches = list(stream.take(FLAGS.warmup + FLAGS.steps))
     print(
-        f"glyph model ({settings['backbone']}), m = {FLAGS.batch_size}, median of {FLAGS.steps} "
+        f"glyph model ({config.backbone}), m = {FLAGS.batch_size}, median of {FLAGS.steps} "
         f"steps, clustering inference: {FLAGS.cluster_inference}\n"
     )
     print("| loss | step (ms) | loss + its gradient (ms) | share of the step |")
     print("|---|---|---|---|")
-    for name in LOSSES:
-        step_time, loss_time = bench_loss(name, batches, settings)
+    for name in LOSS_NAMES:
+        step_time, loss_time = bench_loss(name, batches, config)
         share = 100.0 * loss_time / step_time
         print(
             f"| {name} | {1e3 * step_time:.1f} | {1e3 * loss_time:.1f} | {share:.0f}% |"

@@ -17,16 +17,16 @@ import time
 
 from absl import app, flags, logging
 
-from experiments import configs
-from fl_embed.training import LOSSES, markdown_table, mean_spread_table, runs
+import data_prep
+from experiments import configs, run_dir
+from experiments.reporting import markdown_table
+from fl_embed.losses.registry import LOSS_NAMES, get_loss
 from fl_embed.training.visualize import save_tsne_grid, tsne_points
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("dataset", "glyphs", configs.DATASETS, "Data set of the comparison.")
 flags.DEFINE_list(
-    "losses",
-    ["triplet", "lifted", "npairs", "clustering"],
-    "Losses to compare, rows in the paper's order.",
+    "losses", list(LOSS_NAMES), "Losses to compare, rows in the paper's order."
 )
 flags.DEFINE_list(
     "seeds", ["0", "1", "2"], "Seeds; every loss is trained once per seed."
@@ -46,8 +46,8 @@ flags.DEFINE_boolean(
 flags.mark_flag_as_required("output_dir")
 flags.register_validator(
     "losses",
-    lambda names: bool(names) and all(name in LOSSES for name in names),
-    message=f"--losses must be a comma-separated subset of {','.join(LOSSES)}.",
+    lambda names: bool(names) and all(name in LOSS_NAMES for name in names),
+    message=f"--losses must be a comma-separated subset of {','.join(LOSS_NAMES)}.",
 )
 flags.register_validator(
     "seeds",
@@ -55,15 +55,8 @@ flags.register_validator(
     message="--seeds must be a comma-separated list of non-negative integers.",
 )
 
-ROW_NAMES = {
-    "triplet": "Triplet semihard",
-    "lifted": "Lifted struct",
-    "npairs": "Npairs",
-    "clustering": "Clustering (ours)",
-}
 
-
-def train_command(loss: str, seed: int, run_dir: str) -> list[str]:
+def train_command(loss: str, seed: int, directory: str) -> list[str]:
     """The trainer command of one run: final evaluation only, so every run costs the same."""
     command = [sys.executable, "-m", "experiments.train", f"--dataset={FLAGS.dataset}"]
     command += [
@@ -72,7 +65,7 @@ def train_command(loss: str, seed: int, run_dir: str) -> list[str]:
         f"--train_steps={FLAGS.train_steps}",
     ]
     command += [
-        f"--output_dir={run_dir}",
+        f"--output_dir={directory}",
         "--eval_every=0",
         "--noeval_at_start",
         "--noshow_floor",
@@ -80,13 +73,13 @@ def train_command(loss: str, seed: int, run_dir: str) -> list[str]:
     return command + ([f"--data_dir={FLAGS.data_dir}"] if FLAGS.data_dir else [])
 
 
-def run_metrics(command: list[str], run_dir: str) -> dict[str, float]:
+def run_metrics(command: list[str], directory: str) -> dict[str, float]:
     """Runs the trainer unless the run already finished; returns its final metrics."""
-    path = os.path.join(run_dir, runs.METRICS_FILE)
+    path = os.path.join(directory, run_dir.METRICS_FILE)
     if not _finished(path):
         start = time.monotonic()
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-        logging.info("%s finished in %.0fs", run_dir, time.monotonic() - start)
+        logging.info("%s finished in %.0fs", directory, time.monotonic() - start)
     with open(path) as f:
         return json.load(f)["metrics"]
 
@@ -102,13 +95,13 @@ def _finished(metrics_path: str) -> bool:
 def tsne_panels(run_dirs: dict[str, str]) -> dict[str, tuple]:
     """t-SNE points of each loss's test embeddings (restored from its run)."""
     panels = {}
-    for loss, run_dir in run_dirs.items():
-        settings, model, _ = runs.load_run(run_dir)
-        embed = runs.embed_fn(model, settings["backbone"])
-        embeddings, labels = runs.embed_split(
+    for loss, directory in run_dirs.items():
+        config, model, _ = run_dir.load_run(directory)
+        embed = run_dir.embed_fn(model, config.backbone)
+        embeddings, labels = run_dir.embed_split(
             embed, FLAGS.dataset, "test", FLAGS.data_dir
         )
-        panels[ROW_NAMES[loss]] = tsne_points(embeddings, labels)
+        panels[get_loss(loss).title] = tsne_points(embeddings, labels)
     return panels
 
 
@@ -119,16 +112,16 @@ def main(argv):
     results, commands, first_runs = {}, [], {}
     for loss in FLAGS.losses:
         for seed in seeds:
-            run_dir = os.path.join(FLAGS.output_dir, f"{loss}_seed{seed}")
-            command = train_command(loss, seed, run_dir)
+            directory = os.path.join(FLAGS.output_dir, f"{loss}_seed{seed}")
+            command = train_command(loss, seed, directory)
             commands.append(shlex.join(["python"] + command[1:]))
-            results.setdefault(ROW_NAMES[loss], []).append(
-                run_metrics(command, run_dir)
+            results.setdefault(get_loss(loss).title, []).append(
+                run_metrics(command, directory)
             )
-            first_runs.setdefault(loss, run_dir)
+            first_runs.setdefault(loss, directory)
     ks = configs.get_config(FLAGS.dataset).ks
-    table = mean_spread_table(results, ks)
-    floor = configs.floor_metrics(FLAGS.dataset)
+    table = markdown_table(results, ks)
+    floor = data_prep.floor_metrics(FLAGS.dataset)
     report = [
         f"# {FLAGS.dataset}: {FLAGS.train_steps} steps per run, seeds {FLAGS.seeds} (mean ± std)",
         "",

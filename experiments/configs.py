@@ -3,77 +3,108 @@
 The paper gives RMSprop, m = 128, d = 64, the class ratio C/m, the decay rate 0.94 of the margin
 multiplier and the step counts. It does not give the learning rate, the initial margin multiplier
 or the decay interval: those defaults are ours (see BUILD_NOTES.md).
+
+The trainer's flags are made from the fields of `Config` (`define_flags`): a flag left unset takes
+the data set's value, so every setting is written once, here.
 """
 
 import dataclasses
+from typing import Any
+
+from absl import flags
+
+from fl_embed import models
+from fl_embed.losses.cluster import INFERENCE_BACKENDS
+from fl_embed.losses.registry import LOSS_NAMES
+from fl_embed.samplers import classes_per_batch
+from fl_embed.training.distributed import CLUSTER_LOSS_MODES, STRATEGIES
+
+
+def _field(default, help: str, flag: bool = True, **options):
+    """A `Config` field with its flag's help text; options: choices, lower_bound, unit_interval."""
+    return dataclasses.field(
+        default=default, metadata={"help": help, "flag": flag, **options}
+    )
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    """Settings of one training run; every field can be overridden by a trainer flag.
+    """Settings of one training run (stored as the run's run_config.json with its replica count)."""
 
-    Attributes:
-      dataset: data set name of `data_prep.load`.
-      backbone: `fl_embed.models.build_embedder` backbone.
-      weights: backbone weights ("imagenet", a file, or None for random initialisation).
-      train_steps: optimizer steps (paper: 10k CUB, 20k Cars196 and SOP).
-      batch_size: m (paper: 128).
-      classes_per_batch_ratio: C/m (paper: 0.25 CUB and Cars196, 0.75 SOP).
-      embedding_dim: d (paper: 64).
-      learning_rate: RMSprop learning rate.
-      margin_multiplier: gamma at step 0.
-      margin_decay_rate: gamma's factor per decay interval (paper: 0.94).
-      margin_decay_steps: steps between two decays of gamma.
-      eval_every: steps between two evaluations on the test split.
-      checkpoint_every: steps between two checkpoints (a killed run loses at most this many).
-      log_every: steps between two progress lines and TensorBoard summaries.
-      ks: the Recall@K cut-offs of the paper's table for this data set.
-      image_size: side of the square image the model takes.
-      resize_to: side images are resized to before the center crop (exported model).
-      channels: image channels.
-      augment: random augmentation of training images.
-      eval_at_start: also evaluate the untrained model, to show what training adds.
-    """
-
-    dataset: str
-    backbone: str
-    weights: str | None
-    train_steps: int
-    batch_size: int = 128
-    classes_per_batch_ratio: float = 0.25
-    embedding_dim: int = 64
-    learning_rate: float = 1e-4
-    margin_multiplier: float = 1.0
-    margin_decay_rate: float = 0.94
-    margin_decay_steps: int = 1000
-    eval_every: int = 2000
-    checkpoint_every: int = 500
-    log_every: int = 50
-    ks: tuple[int, ...] = (1, 2, 4, 8)
-    image_size: int = 227
-    resize_to: int = 256
-    channels: int = 3
-    augment: bool = True
-    eval_at_start: bool = False
+    dataset: str = _field("cub200", "Data set; picks the config.", flag=False)
+    backbone: str = _field("inception_v2", "Backbone.", choices=models.BACKBONES)
+    weights: str | None = _field(
+        "imagenet",
+        "Backbone weights: 'imagenet', a TF-slim checkpoint (prefix, folder or .tar.gz), "
+        "a Keras .h5 file, or 'none'.",
+    )
+    loss: str = _field("clustering", "Loss: eq. 6 or a baseline.", choices=LOSS_NAMES)
+    seed: int = _field(0, "Seed of weights, batch sampling and augmentation.")
+    train_steps: int = _field(
+        10_000, "Optimizer steps (paper: 10k CUB, 20k Cars196/SOP).", lower_bound=1
+    )
+    batch_size: int = _field(128, "Examples per batch m (paper: 128).", lower_bound=2)
+    classes_per_batch_ratio: float = _field(
+        0.25, "Classes per batch C/m (paper: 0.25, SOP 0.75).", unit_interval=True
+    )
+    embedding_dim: int = _field(64, "Embedding size d (paper: 64).", lower_bound=1)
+    learning_rate: float = _field(1e-4, "RMSprop learning rate.", lower_bound=0.0)
+    margin_multiplier: float = _field(
+        1.0, "Initial margin multiplier gamma.", lower_bound=0.0
+    )
+    margin_decay_rate: float = _field(
+        0.94, "gamma's factor per decay interval (paper: 0.94).", unit_interval=True
+    )
+    margin_decay_steps: int = _field(
+        1000, "Steps between two decays of gamma.", lower_bound=1
+    )
+    augment: bool = _field(True, "Random augmentation of training images.")
+    # XLA-compiled on its own inside the graph step: ~3 ms of a glyph step at m = 128 against
+    # ~20 ms as a plain graph (experiments/bench_train_step.py).
+    cluster_inference: str = _field(
+        "xla",
+        "Backend of the clustering loss's loss-augmented inference.",
+        choices=INFERENCE_BACKENDS,
+    )
+    strategy: str = _field(
+        "default",
+        "Distribution: default (one device), mirrored (this machine's devices) or "
+        "multi_worker (MultiWorkerMirroredStrategy over the workers named in TF_CONFIG). "
+        "Each replica gets its share of every batch.",
+        choices=STRATEGIES,
+    )
+    cluster_loss_mode: str = _field(
+        "global",
+        "With several replicas: global (all-gathered, every loss sees the whole batch) or "
+        "local (each replica's sub-batch of m/R examples from exactly C/R classes).",
+        choices=CLUSTER_LOSS_MODES,
+    )
+    eval_every: int = _field(
+        2000,
+        "Steps between evaluations on the test split; 0: final only.",
+        lower_bound=0,
+    )
+    eval_at_start: bool = _field(False, "Also evaluate the untrained model.")
+    checkpoint_every: int = _field(
+        500,
+        "Steps between checkpoints (a killed run loses at most this many).",
+        lower_bound=1,
+    )
+    log_every: int = _field(
+        50, "Steps between progress lines and TensorBoard summaries.", lower_bound=1
+    )
+    # Facts of the data set, not flags.
+    ks: tuple[int, ...] = _field((1, 2, 4, 8), "Recall@K cut-offs.", flag=False)
+    image_size: int = _field(227, "Side of the model's square input.", flag=False)
+    resize_to: int = _field(256, "Side before the centre crop (export).", flag=False)
+    channels: int = _field(3, "Image channels.", flag=False)
 
 
 CONFIGS = {
-    "cub200": Config(
-        dataset="cub200",
-        backbone="inception_v2",
-        weights="imagenet",
-        train_steps=10_000,
-    ),
-    "cars196": Config(
-        dataset="cars196",
-        backbone="inception_v2",
-        weights="imagenet",
-        train_steps=20_000,
-    ),
+    "cub200": Config(),
+    "cars196": Config(dataset="cars196", train_steps=20_000),
     "sop": Config(
         dataset="sop",
-        backbone="inception_v2",
-        weights="imagenet",
         train_steps=20_000,
         classes_per_batch_ratio=0.75,
         ks=(1, 10, 100, 1000),
@@ -89,7 +120,6 @@ CONFIGS = {
         margin_decay_steps=200,
         eval_every=500,
         checkpoint_every=250,
-        log_every=50,
         image_size=32,
         resize_to=32,
         channels=1,
@@ -98,6 +128,7 @@ CONFIGS = {
 }
 
 DATASETS = tuple(CONFIGS)
+FLAG_FIELDS = tuple(f.name for f in dataclasses.fields(Config) if f.metadata["flag"])
 
 
 def get_config(dataset: str) -> Config:
@@ -113,10 +144,84 @@ def get_config(dataset: str) -> Config:
     return CONFIGS[dataset]
 
 
-def floor_metrics(dataset: str, seed: int = 0) -> dict[str, float] | None:
-    """Metrics of the data set's floor embedding (raw pixels for glyphs), or None if it has none."""
-    if dataset != "glyphs":
-        return None
-    from data_prep.glyphs import baseline
+def from_record(record: dict[str, Any]) -> Config:
+    """The `Config` of a stored run (its run_config.json); fields it lacks take the defaults."""
+    names = {f.name for f in dataclasses.fields(Config)}
+    values = {name: value for name, value in record.items() if name in names}
+    if "ks" in values:
+        values["ks"] = tuple(values["ks"])
+    return Config(**values)
 
-    return baseline.raw_pixel_baseline("test", seed)
+
+def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+    """--dataset, and one flag per `Config` field marked as a flag, defaulting to the data set's.
+
+    Enums name their choices and bounds are checked by absl, so a bad value is a usage error.
+    """
+    flags.DEFINE_enum(
+        "dataset", "glyphs", DATASETS, "Data set; picks its config.", flag_values
+    )
+    for field in dataclasses.fields(Config):
+        meta = field.metadata
+        if not meta["flag"]:
+            continue
+        name, text = field.name, f"{meta['help']} Default: the data set's config."
+        bound = {"lower_bound": meta["lower_bound"]} if "lower_bound" in meta else {}
+        if "choices" in meta:
+            flags.DEFINE_enum(name, None, meta["choices"], text, flag_values)
+        elif field.type is bool:
+            flags.DEFINE_boolean(name, None, text, flag_values)
+        elif field.type is int:
+            flags.DEFINE_integer(name, None, text, flag_values=flag_values, **bound)
+        elif field.type is float:
+            flags.DEFINE_float(name, None, text, flag_values=flag_values, **bound)
+        else:
+            flags.DEFINE_string(name, None, text, flag_values)
+        if meta.get("unit_interval"):
+            flags.register_validator(
+                name,
+                lambda value: value is None or 0.0 < value <= 1.0,
+                message=f"--{name} must be in (0, 1].",
+                flag_values=flag_values,
+            )
+    flags.register_multi_flags_validator(
+        ["dataset", "batch_size", "classes_per_batch_ratio"],
+        _check_classes_per_batch,
+        flag_values=flag_values,
+    )
+
+
+def _check_classes_per_batch(values: dict[str, Any]) -> bool:
+    """A batch must hold at least 2 classes and fewer than m (section 3.5)."""
+    config = get_config(values["dataset"])
+    m = values["batch_size"] or config.batch_size
+    ratio = values["classes_per_batch_ratio"] or config.classes_per_batch_ratio
+    try:
+        classes_per_batch(m, ratio)
+    except ValueError as err:
+        raise flags.ValidationError(str(err)) from err
+    return True
+
+
+def from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> Config:
+    """The --dataset's config with every flag that was set applied ('none' weights -> None)."""
+    changes = {
+        name: flag_values[name].value
+        for name in FLAG_FIELDS
+        if flag_values[name].value is not None
+    }
+    if changes.get("weights") in ("none", ""):
+        changes["weights"] = None
+    return dataclasses.replace(get_config(flag_values.dataset), **changes)
+
+
+def to_flags(config: Config) -> list[str]:
+    """The flags that give `config` back through `from_flags`, one per setting."""
+    lines = [f"--dataset={config.dataset}"]
+    for name in FLAG_FIELDS:
+        value = getattr(config, name)
+        if isinstance(value, bool):
+            lines.append(f"--{name}" if value else f"--no{name}")
+        else:
+            lines.append(f"--{name}={'none' if value is None else value}")
+    return lines

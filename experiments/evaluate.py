@@ -12,16 +12,13 @@ import sys
 
 from absl import app, flags, logging
 
-from experiments import configs
-from fl_embed.evaluation import evaluate, metrics_table, write_metrics_json
-from fl_embed.training import CheckpointError, runs
+from experiments import configs, run_dir
+from experiments.reporting import markdown_table
+from fl_embed.evaluation import evaluate, write_metrics_json
+from fl_embed.training import CheckpointError
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string(
-    "checkpoint",
-    None,
-    "A training run's output_dir, its checkpoints/ folder or a checkpoint prefix.",
-)
+run_dir.define_checkpoint_flag()
 flags.DEFINE_string(
     "saved_model", None, "An export directory written by experiments.train or export."
 )
@@ -74,7 +71,7 @@ flags.register_validator(
 def load_embed_fn():
     """(embed function, data set, where to write by default, what was evaluated) from the flags."""
     if FLAGS.saved_model:
-        embed, _ = runs.saved_model_embed_fn(FLAGS.saved_model)
+        embed, _ = run_dir.saved_model_embed_fn(FLAGS.saved_model)
         where = os.path.dirname(os.path.abspath(FLAGS.saved_model))
         return (
             embed,
@@ -82,12 +79,12 @@ def load_embed_fn():
             where,
             {"saved_model": os.path.abspath(FLAGS.saved_model)},
         )
-    settings, model, path = runs.load_run(FLAGS.checkpoint)
+    config, model, path = run_dir.load_run(FLAGS.checkpoint)
     logging.info("Restored %s", path)
-    dataset = FLAGS.dataset or settings["dataset"]
-    where = runs.find_run_dir(FLAGS.checkpoint)
+    dataset = FLAGS.dataset or config.dataset
+    where = run_dir.find_run_dir(FLAGS.checkpoint)
     return (
-        runs.embed_fn(model, settings["backbone"]),
+        run_dir.embed_fn(model, config.backbone),
         dataset,
         where,
         {"checkpoint": path},
@@ -101,11 +98,11 @@ def main(argv):
     except (CheckpointError, FileNotFoundError, ValueError) as err:
         sys.exit(f"error: {err}")
     ks = tuple(int(k) for k in FLAGS.ks) if FLAGS.ks else configs.get_config(dataset).ks
-    embeddings, labels = runs.embed_split(
+    embeddings, labels = run_dir.embed_split(
         embed, dataset, FLAGS.split, FLAGS.data_dir, FLAGS.batch_size
     )
     metrics = evaluate(embeddings, labels, ks=ks, seed=FLAGS.seed)
-    print(metrics_table(metrics))
+    print(markdown_table({f"{dataset} {FLAGS.split}": metrics}))
     output = FLAGS.output_json or os.path.join(
         where, f"metrics_{dataset}_{FLAGS.split}.json"
     )

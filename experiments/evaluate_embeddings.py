@@ -11,8 +11,9 @@ import os
 import numpy as np
 from absl import app, flags, logging
 
+from experiments.reporting import markdown_table
 from fl_embed.evaluation import CUB_CARS_KS, evaluate
-from fl_embed.evaluation.report import metrics_table, write_metrics_json
+from fl_embed.evaluation.report import write_metrics_json
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string(
@@ -66,7 +67,7 @@ def main(argv):
         metrics = evaluate(embeddings, labels, ks=ks, seed=FLAGS.seed)
     except ValueError as err:
         raise app.UsageError(f"{FLAGS.npz}: {err}") from err
-    print(metrics_table(metrics))
+    print(markdown_table({os.path.basename(FLAGS.npz): metrics}))
     output = FLAGS.output_json or os.path.splitext(FLAGS.npz)[0] + ".metrics.json"
     write_metrics_json(
         output,

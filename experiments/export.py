@@ -12,14 +12,11 @@ import sys
 
 from absl import app, flags, logging
 
-from fl_embed.training import CheckpointError, runs
+from experiments import run_dir
+from fl_embed.training import CheckpointError
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string(
-    "checkpoint",
-    None,
-    "A training run's output_dir, its checkpoints/ folder or a checkpoint prefix.",
-)
+run_dir.define_checkpoint_flag()
 flags.DEFINE_string(
     "export_dir", None, "Where to write the SavedModel; default <run dir>/export."
 )
@@ -29,14 +26,14 @@ flags.mark_flag_as_required("checkpoint")
 def main(argv):
     del argv
     try:
-        settings, model, path = runs.load_run(FLAGS.checkpoint)
+        config, model, path = run_dir.load_run(FLAGS.checkpoint)
     except CheckpointError as err:
         sys.exit(f"error: {err}")
     export_dir = FLAGS.export_dir or os.path.join(
-        runs.find_run_dir(FLAGS.checkpoint), runs.EXPORT_DIR
+        run_dir.find_run_dir(FLAGS.checkpoint), run_dir.EXPORT_DIR
     )
     try:
-        written = runs.export_run(model, settings, export_dir)
+        written = run_dir.export_run(model, config, export_dir)
     except (FileExistsError, ValueError) as err:
         sys.exit(f"error: {err}")
     logging.info("Exported %s to %s", path, written)

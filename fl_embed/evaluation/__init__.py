@@ -15,7 +15,7 @@ from fl_embed.evaluation.protocol import (
     check_embeddings_labels,
     evaluate,
 )
-from fl_embed.evaluation.report import metrics_table, write_metrics_json
+from fl_embed.evaluation.report import write_metrics_json
 from fl_embed.evaluation.retrieval import (
     map_at_r,
     neighbour_matches,
@@ -35,7 +35,6 @@ __all__ = [
     "faiss_module",
     "kmeans_clusters",
     "map_at_r",
-    "metrics_table",
     "mutual_information",
     "neighbour_matches",
     "nmi",

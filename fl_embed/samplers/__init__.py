@@ -1,10 +1,15 @@
-"""Batch samplers: how the examples of one training batch are chosen (paper section 3.5)."""
+"""Batch samplers: how the examples of one training batch are chosen (paper section 3.5).
+
+`class_ratio` is the sampling policy (numpy); `tf_data` feeds it to `tf.data` and to the replicas.
+"""
 
 from fl_embed.samplers.class_ratio import (
     ClassRatioSampler,
     check_sub_batches,
-    class_ratio_dataset,
     classes_per_batch,
+)
+from fl_embed.samplers.tf_data import (
+    class_ratio_dataset,
     labels_of,
     pipeline_rows,
     source_lookup,

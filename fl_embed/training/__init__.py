@@ -1,5 +1,5 @@
-"""Training pieces the trainers wire together: margin decay, losses per name, the train step,
-checkpoints, run-config checks, embedding a data set and progress lines."""
+"""Training pieces the trainers wire together: margin decay, the one train step (any
+tf.distribute strategy), checkpoints and embedding a data set."""
 
 from fl_embed.training.checkpoints import (
     CheckpointError,
@@ -7,43 +7,17 @@ from fl_embed.training.checkpoints import (
     restore_latest,
 )
 from fl_embed.training.embed import embed_dataset
-from fl_embed.training.progress import Progress, format_duration
-from fl_embed.training.run_config import (
-    RESUMABLE_FIELDS,
-    RunConfigMismatchError,
-    check_run_config,
-    read_run_config,
-)
 from fl_embed.training.schedules import margin_multiplier_at, margin_multiplier_schedule
-from fl_embed.training.step import (
-    DEFAULT_CLUSTER_INFERENCE,
-    L2_NORMALIZE,
-    LOSSES,
-    loss_terms,
-    make_train_step,
-)
-from fl_embed.training.summaries import write_scalars
-from fl_embed.training.tables import markdown_table, mean_spread_table
+from fl_embed.training.step import loss_kwargs, make_train_step, replica_loss_terms
 
 __all__ = [
-    "DEFAULT_CLUSTER_INFERENCE",
-    "L2_NORMALIZE",
-    "LOSSES",
-    "RESUMABLE_FIELDS",
     "CheckpointError",
-    "Progress",
-    "RunConfigMismatchError",
-    "check_run_config",
     "checkpoint_manager",
     "embed_dataset",
-    "format_duration",
-    "loss_terms",
+    "loss_kwargs",
     "make_train_step",
     "margin_multiplier_at",
     "margin_multiplier_schedule",
-    "markdown_table",
-    "mean_spread_table",
-    "read_run_config",
+    "replica_loss_terms",
     "restore_latest",
-    "write_scalars",
 ]

@@ -204,3 +204,51 @@ def test_glyphs_are_delegated_to_the_glyph_module(monkeypatch):
     assert data_prep.load("glyphs", "train", data_dir="/d", seed=2) is marker
     assert data_prep.load("glyphs", "test") is marker
     assert calls == [("train", "/d", True, 2), ("test", None, False, None)]
+
+
+def test_unaugmented_class_ratio_batches_are_centre_crops_of_train_images(mocked):
+    centre = [x.numpy() for x, _ in data_prep.load("cub200", "train", training=False)]
+    plain = data_prep.class_ratio_batches("cub200", 16, seed=2, num_batches=1)
+    unaugmented = data_prep.class_ratio_batches(
+        "cub200", 16, seed=2, num_batches=1, augment=False
+    )
+
+    def found(image):
+        return any(np.array_equal(image, c) for c in centre)
+
+    (augmented, labels), (crops, same_labels) = (
+        next(iter(plain)),
+        next(iter(unaugmented)),
+    )
+    np.testing.assert_array_equal(labels, same_labels)
+    assert all(found(image) for image in crops.numpy())
+    assert not all(found(image) for image in augmented.numpy())
+
+
+def test_glyph_batches_are_delegated_with_the_augment_choice(monkeypatch):
+    glyphs = pytest.importorskip("data_prep.glyphs")
+    calls = []
+
+    def fake_batches(batch_size, ratio, seed, augment=True, **kwargs):
+        calls.append((batch_size, ratio, seed, augment))
+        return "batches"
+
+    monkeypatch.setattr(glyphs, "class_ratio_batches", fake_batches)
+    assert (
+        data_prep.class_ratio_batches("glyphs", 16, 0.5, 3, augment=False) == "batches"
+    )
+    assert data_prep.class_ratio_batches("glyphs", 8, seed=1) == "batches"
+    assert calls == [(16, 0.5, 3, False), (8, glyphs.DEFAULT_RATIO, 1, True)]
+
+
+def test_only_glyphs_have_a_floor(monkeypatch):
+    baseline = pytest.importorskip("data_prep.glyphs.baseline")
+    monkeypatch.setattr(
+        baseline,
+        "raw_pixel_baseline",
+        lambda split, seed: {"split": split, "seed": seed},
+    )
+    assert data_prep.floor_metrics("glyphs", seed=4) == {"split": "test", "seed": 4}
+    assert data_prep.floor_metrics("cub200") is None
+    with pytest.raises(ValueError, match="Unknown data set"):
+        data_prep.floor_metrics("mnist")

@@ -81,6 +81,13 @@ def train_in_process(*args: str) -> tuple[int, str, str]:
     return code, "\n".join(records.lines), stdout.getvalue()
 
 
+def train_tiny(out: str, data_dir: str, *args: str) -> tuple[int, str, str]:
+    """`train_in_process` of the tiny glyph run into `out`; flags in `args` win over TINY_FLAGS."""
+    return train_in_process(
+        *TINY_FLAGS, *args, f"--output_dir={out}", f"--data_dir={data_dir}"
+    )
+
+
 @pytest.fixture(scope="session")
 def glyph_data_dir(tmp_path_factory) -> str:
     """A TFDS data directory holding the prepared glyph set (prepared by the first run)."""

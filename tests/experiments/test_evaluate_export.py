@@ -6,8 +6,8 @@ import os
 import numpy as np
 import pytest
 
+from experiments import run_dir
 from fl_embed import export
-from fl_embed.training import runs
 from tests.experiments.conftest import run_module
 
 
@@ -61,7 +61,7 @@ def test_export_an_intermediate_checkpoint(tiny_run, glyph_data_dir, tmp_path):
         f"--checkpoint={out}/checkpoints/ckpt-1",
         f"--export_dir={export_dir}",
     )
-    _, model, _ = runs.load_run(f"{out}/checkpoints/ckpt-1")
+    _, model, _ = run_dir.load_run(f"{out}/checkpoints/ckpt-1")
     images = (
         np.random.default_rng(0)
         .integers(0, 256, size=(4, 32, 32, 1))

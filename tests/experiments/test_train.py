@@ -8,10 +8,9 @@ import pytest
 import tensorflow as tf
 from absl import flags
 
-from experiments import train
+from experiments import run_dir, train
 from fl_embed import export
 from fl_embed.evaluation import evaluate
-from fl_embed.training import runs
 from tests.experiments.conftest import TINY_FLAGS, run_module, train_in_process
 
 FLAGS = flags.FLAGS
@@ -50,15 +49,12 @@ def test_bad_flag_values_are_usage_errors(parse, args, message):
 
 def test_unset_flags_take_the_data_sets_paper_values(parse):
     parse("--dataset=sop", "--loss=triplet")
-    settings = train.run_settings()
-    assert (
-        settings["train_steps"] == 20_000
-        and settings["classes_per_batch_ratio"] == 0.75
-    )
-    assert settings["batch_size"] == 128 and settings["embedding_dim"] == 64
-    assert settings["margin_decay_rate"] == 0.94 and settings["loss"] == "triplet"
+    config = train.run_settings()
+    assert config.train_steps == 20_000 and config.classes_per_batch_ratio == 0.75
+    assert config.batch_size == 128 and config.embedding_dim == 64
+    assert config.margin_decay_rate == 0.94 and config.loss == "triplet"
     parse("--dataset=cub200", "--train_steps=5")
-    assert train.run_settings()["train_steps"] == 5
+    assert train.run_settings().train_steps == 5
 
 
 def test_command_line_rejects_a_bad_flag_with_a_message():
@@ -94,8 +90,8 @@ def test_run_writes_metrics_checkpoints_summaries_and_export(tiny_run, glyph_dat
     )
     assert "steps/s" in log and "ETA" in log
     # The export reproduces the recorded metrics through its own signature.
-    embed, _ = runs.saved_model_embed_fn(os.path.join(out, "export"))
-    embeddings, labels = runs.embed_split(embed, "glyphs", "test", glyph_data_dir)
+    embed, _ = run_dir.saved_model_embed_fn(os.path.join(out, "export"))
+    embeddings, labels = run_dir.embed_split(embed, "glyphs", "test", glyph_data_dir)
     assert evaluate(embeddings, labels)["recall@1"] == pytest.approx(
         record["metrics"]["recall@1"], abs=1e-3
     )

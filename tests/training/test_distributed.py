@@ -1,11 +1,13 @@
-"""Tests of fl_embed.training.distributed with a real MirroredStrategy over 2 logical CPUs.
+"""Tests of fl_embed.training.distributed and the one step of fl_embed.training.step with a real
+MirroredStrategy over 2 logical CPUs.
 
 Logical devices must be configured before TensorFlow initialises its runtime, which other test
 modules will already have done, so the strategy runs in a subprocess (this file run as a script)
 that saves its results; the tests compare them with one device on the concatenated batch, computed
-here with the plain `loss_terms`, and with numpy.
+here with the registry's plain `loss_terms`, and with numpy.
 """
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -17,36 +19,37 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from experiments import configs
+from experiments import configs, run_dir
+from fl_embed.losses import registry
+from fl_embed.losses.registry import LOSS_NAMES
 from fl_embed.samplers import classes_per_batch
-from fl_embed.training import loss_terms, make_train_step, runs
+from fl_embed.training import loss_kwargs, make_train_step, replica_loss_terms
 from fl_embed.training.distributed import (
     check_batch_split,
     check_tf_config,
     check_workers_agree,
     is_chief,
     loss_sub_batches,
-    make_replicated_train_step,
     make_strategy,
-    replica_loss_terms,
     weights_digest,
 )
 
 REPLICAS = 2
 GLOBAL_BATCH = 24
-LOSS_NAMES = ("clustering", "triplet", "lifted", "npairs")
 # Glyph training batches split across the replicas (m = 16 from C = 4 classes).
-GLYPH_SETTINGS = {
-    **configs.get_config("glyphs").__dict__,
-    "batch_size": 16,
-    "seed": 3,
-    "loss": "clustering",
-}
+GLYPH_CONFIG = dataclasses.replace(
+    configs.get_config("glyphs"), batch_size=16, seed=3, loss="clustering"
+)
 GLYPH_BATCHES = 3
 BN_MOMENTUM = 0.9
 MODES = ("global", "local")
 GAMMA = 1.5
 LEARNING_RATE = 0.1
+
+
+def loss_terms(name, labels, embeddings, gamma):
+    """The registry's terms of a loss with the arguments the step gives it (one device)."""
+    return registry.loss_terms(name, labels, embeddings, **loss_kwargs(name, gamma))
 
 
 def _data():
@@ -151,8 +154,8 @@ def _run_replicas(out_path):
     for mode in MODES:
         batches = iter(
             strategy.distribute_datasets_from_function(
-                lambda context, mode=mode: runs.train_batches(
-                    GLYPH_SETTINGS,
+                lambda context, mode=mode: run_dir.train_batches(
+                    GLYPH_CONFIG,
                     0,
                     sub_batches=loss_sub_batches(mode, REPLICAS),
                     input_context=context,
@@ -167,9 +170,7 @@ def _run_replicas(out_path):
     with strategy.scope():
         bn_model = _bn_model(weights)
         optimizer = keras.optimizers.SGD(LEARNING_RATE)
-    bn_step = make_replicated_train_step(
-        strategy, bn_model, optimizer, "triplet", GAMMA
-    )
+    bn_step = make_train_step(bn_model, optimizer, "triplet", GAMMA, strategy=strategy)
     bn_step(split(images), split(labels))
     for variable in bn_model.non_trainable_variables:
         copies = strategy.experimental_local_results(variable.value)
@@ -178,7 +179,7 @@ def _run_replicas(out_path):
     with strategy.scope():
         model = _model(weights)
         optimizer = keras.optimizers.RMSprop(LEARNING_RATE)
-    step = make_replicated_train_step(strategy, model, optimizer, "clustering", GAMMA)
+    step = make_train_step(model, optimizer, "clustering", GAMMA, strategy=strategy)
     batches = strategy.experimental_distribute_dataset(
         tf.data.Dataset.from_tensors((images, labels))
     )
@@ -307,10 +308,10 @@ def test_mirrored_replicas_are_one_chief_that_agrees_with_itself(mirrored):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_glyph_batches_split_across_replicas_keep_the_class_guarantee(mirrored, mode):
-    m = GLYPH_SETTINGS["batch_size"]
-    c = classes_per_batch(m, GLYPH_SETTINGS["classes_per_batch_ratio"])
-    one_device = runs.train_batches(
-        GLYPH_SETTINGS, 0, sub_batches=loss_sub_batches(mode, REPLICAS)
+    m = GLYPH_CONFIG.batch_size
+    c = classes_per_batch(m, GLYPH_CONFIG.classes_per_batch_ratio)
+    one_device = run_dir.train_batches(
+        GLYPH_CONFIG, 0, sub_batches=loss_sub_batches(mode, REPLICAS)
     )
     for b, (_, labels) in enumerate(one_device.take(GLYPH_BATCHES)):
         parts = [mirrored[f"glyph_{mode}_labels_{b}_{r}"] for r in range(REPLICAS)]

@@ -1,11 +1,18 @@
-"""Tests of fl_embed.training.step: the losses by name and one training step."""
+"""Tests of fl_embed.training.step: the losses by name and one training step (default strategy)."""
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from fl_embed.training import LOSSES, loss_terms, make_train_step
+from fl_embed.losses import registry
+from fl_embed.losses.registry import LOSS_NAMES
+from fl_embed.training import loss_kwargs, make_train_step
+
+
+def loss_terms(name, labels, embeddings, gamma):
+    """The registry's terms of a loss with the arguments the step gives it."""
+    return registry.loss_terms(name, labels, embeddings, **loss_kwargs(name, gamma))
 
 
 def _batch(seed=0, m=24, classes=6, d=8):
@@ -36,7 +43,7 @@ def test_clustering_terms_satisfy_eq_6():
     )
 
 
-@pytest.mark.parametrize("name", LOSSES)
+@pytest.mark.parametrize("name", LOSS_NAMES)
 def test_every_loss_gives_a_finite_scalar(name):
     labels, embeddings = _batch(1)
     loss = loss_terms(name, labels, embeddings, 1.0)["loss"]
@@ -44,9 +51,21 @@ def test_every_loss_gives_a_finite_scalar(name):
 
 
 def test_unknown_loss_names_the_choices():
-    labels, embeddings = _batch()
-    with pytest.raises(ValueError, match="clustering, triplet, lifted, npairs"):
-        loss_terms("contrastive", labels, embeddings, 1.0)
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(8)])
+    with pytest.raises(ValueError, match="Unknown loss 'contrastive'") as err:
+        make_train_step(model, keras.optimizers.RMSprop(1e-2), "contrastive", 1.0)
+    assert all(name in str(err.value) for name in LOSS_NAMES)
+
+
+def test_only_the_clustering_loss_gets_gamma_and_the_inference_backend():
+    gamma = tf.Variable(2.0)
+    assert loss_kwargs("clustering", gamma, "numpy") == {
+        "margin_multiplier": gamma,
+        "inference": "numpy",
+    }
+    assert loss_kwargs("clustering", 2.0) == {"margin_multiplier": 2.0}
+    for name in ("triplet", "lifted", "npairs"):
+        assert loss_kwargs(name, gamma, "numpy") == {}
 
 
 def test_train_step_updates_weights_and_reads_the_gamma_variable():

@@ -1,11 +1,15 @@
-"""Tests of fl_embed.training.run_config: refusing an output directory of another run."""
+"""Tests of experiments/run_dir.py: refusing an output directory of another run."""
 
 import json
 import os
 
 import pytest
 
-from fl_embed.training import RunConfigMismatchError, check_run_config, read_run_config
+from experiments.run_dir import (
+    RunConfigMismatchError,
+    check_run_config,
+    read_run_config,
+)
 
 SETTINGS = {
     "dataset": "glyphs",

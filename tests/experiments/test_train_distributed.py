@@ -12,7 +12,7 @@ import os
 import pytest
 import tensorflow as tf
 
-from tests.experiments.conftest import TINY_FLAGS, train_in_process
+from tests.experiments.conftest import TINY_FLAGS, train_in_process, train_tiny
 
 
 @pytest.fixture(scope="module")
@@ -23,12 +23,8 @@ def glyph_data_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def mirrored_run(tmp_path_factory, glyph_data_dir):
     out = str(tmp_path_factory.mktemp("mirrored") / "run")
-    code, log, _ = train_in_process(
-        *TINY_FLAGS,
-        "--strategy=mirrored",
-        "--cluster_loss_mode=global",
-        f"--output_dir={out}",
-        f"--data_dir={glyph_data_dir}",
+    code, log, _ = train_tiny(
+        out, glyph_data_dir, "--strategy=mirrored", "--cluster_loss_mode=global"
     )
     assert code == 0, log[-3000:]
     return out, log
@@ -64,12 +60,8 @@ def test_resuming_with_another_cluster_loss_mode_is_refused(
     mirrored_run, glyph_data_dir
 ):
     out, _ = mirrored_run
-    code, log, _ = train_in_process(
-        *TINY_FLAGS,
-        "--strategy=mirrored",
-        "--cluster_loss_mode=local",
-        f"--output_dir={out}",
-        f"--data_dir={glyph_data_dir}",
+    code, log, _ = train_tiny(
+        out, glyph_data_dir, "--strategy=mirrored", "--cluster_loss_mode=local"
     )
     assert code == 1
     assert "cluster_loss_mode: 'global' (stored) vs 'local' (now)" in log
@@ -78,12 +70,8 @@ def test_resuming_with_another_cluster_loss_mode_is_refused(
 
 def test_resuming_on_another_strategy_continues_the_run(mirrored_run, glyph_data_dir):
     out, _ = mirrored_run
-    code, log, _ = train_in_process(
-        *TINY_FLAGS,
-        "--train_steps=3",
-        "--strategy=default",
-        f"--output_dir={out}",
-        f"--data_dir={glyph_data_dir}",
+    code, log, _ = train_tiny(
+        out, glyph_data_dir, "--train_steps=3", "--strategy=default"
     )
     assert code == 0, log[-3000:]
     assert "Restored" in log and "ckpt-2" in log

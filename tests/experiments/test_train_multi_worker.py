@@ -18,7 +18,7 @@ import sys
 import pytest
 import tensorflow as tf
 
-from fl_embed.training import runs
+from experiments import run_dir
 from fl_embed.training.distributed import weights_digest
 from tests.experiments.conftest import REPO, TINY_FLAGS
 
@@ -78,7 +78,7 @@ def _digests(log: str) -> list[int]:
 
 
 def _checkpoint_digest(out: str) -> int:
-    _, model, _ = runs.load_run(out)
+    _, model, _ = run_dir.load_run(out)
     return weights_digest(model)
 
 
