@@ -10,6 +10,7 @@ Layout of a run directory:
   export/           the SavedModel
 """
 
+import importlib
 import os
 from collections.abc import Callable
 from typing import Any
@@ -118,10 +119,9 @@ def train_batches(
     seed = int(
         np.random.SeedSequence([settings["seed"], start_step]).generate_state(1)[0]
     )
-    if settings["dataset"] == "glyphs":
-        from data_prep import glyphs
-
-        return glyphs.class_ratio_batches(
+    if settings["dataset"] in data_prep.SHIPPED_SETS:
+        shipped = importlib.import_module(f"data_prep.{settings['dataset']}")
+        return shipped.class_ratio_batches(
             settings["batch_size"],
             settings["classes_per_batch_ratio"],
             seed,
@@ -145,8 +145,8 @@ def eval_examples(dataset: str, split: str = "test", data_dir: str | None = None
     """(image in [0, 255], label) examples of a split, unaugmented, in a fixed order."""
     import data_prep
 
-    if dataset == "glyphs":
-        return data_prep.load("glyphs", split, data_dir=data_dir, training=False)
+    if dataset in data_prep.SHIPPED_SETS:
+        return data_prep.load(dataset, split, data_dir=data_dir, training=False)
     return data_prep.load(
         dataset, split, data_dir=data_dir, training=False, scaling="raw"
     )
