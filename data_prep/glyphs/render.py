@@ -115,6 +115,12 @@ def _columns(codepoints, subset) -> np.ndarray:
     return np.array([position[c] for c in subset])
 
 
+def _keep(faces, images, covered, keep: np.ndarray):
+    """(kept faces, their images, their coverage, number dropped) for a bool [F] mask."""
+    kept = [f for f, ok in zip(faces, keep) if ok]
+    return kept, images[keep], covered[keep], int((~keep).sum())
+
+
 def drop_unlike_faces(
     faces: list[fonts.Face],
     images: np.ndarray,
@@ -141,9 +147,7 @@ def drop_unlike_faces(
                 face.name,
                 score,
             )
-    looks_right = scores >= config.min_consensus
-    faces = [f for f, ok in zip(faces, looks_right) if ok]
-    return faces, images[looks_right], covered[looks_right], int((~looks_right).sum())
+    return _keep(faces, images, covered, scores >= config.min_consensus)
 
 
 def drop_near_duplicates(
@@ -170,9 +174,7 @@ def drop_near_duplicates(
             logging.info(
                 "skipped %s: near-duplicate of %s", face.name, faces[original].name
             )
-    distinct = duplicate_of < 0
-    faces = [f for f, ok in zip(faces, distinct) if ok]
-    return faces, images[distinct], covered[distinct], int((~distinct).sum())
+    return _keep(faces, images, covered, duplicate_of < 0)
 
 
 def build(
@@ -236,23 +238,47 @@ def build(
         )
 
     chosen = select.fonts_per_class(covered[:, classes], config.max_fonts, config.seed)
+    return assemble(
+        kept, images[:, classes], chosen, [codepoints[c] for c in classes], summary
+    )
+
+
+def assemble(
+    faces: list[fonts.Face],
+    images: np.ndarray,
+    chosen: np.ndarray,
+    codepoints,
+    summary: dict,
+) -> tuple[dict[str, np.ndarray], dict]:
+    """The data set's arrays from the chosen (face, class) pairs, ordered by class then face.
+
+    Args:
+        faces: F rendered faces.
+        images: uint8 [F, C, H, W], the renders of the C classes.
+        chosen: bool [F, C], the examples kept; faces with none are left out.
+        codepoints: the C classes' code points.
+        summary: counts so far, updated in place with the data set's.
+
+    Returns:
+        arrays as `storage.read_npz` returns them, and the summary.
+    """
     used = np.flatnonzero(chosen.any(axis=1))
-    chosen, images = chosen[used], images[used][:, classes]
+    chosen, images = chosen[used], images[used]
     font_index, class_index = np.nonzero(chosen.T)[::-1]
     arrays = {
         "images": images[font_index, class_index],
         "labels": class_index.astype(np.int64),
         "fonts": font_index.astype(np.int32),
-        "codepoints": np.array([codepoints[c] for c in classes], np.int32),
-        "font_names": np.array([kept[i].name for i in used]),
+        "codepoints": np.array(codepoints, np.int32),
+        "font_names": np.array([faces[i].name for i in used]),
     }
     summary.update(
         faces_used=len(used),
-        num_classes=len(classes),
+        num_classes=len(codepoints),
         examples=len(arrays["labels"]),
         examples_per_class_min=int(chosen.sum(axis=0).min()),
         examples_per_class_max=int(chosen.sum(axis=0).max()),
-        font_files=sorted({kept[i].path for i in used}),
+        font_files=sorted({faces[i].path for i in used}),
     )
     return arrays, summary
 

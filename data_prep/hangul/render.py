@@ -144,26 +144,7 @@ def build(
         raise ValueError(
             f"fewer than {config.images_per_class} faces under {font_dir!r} cover some syllables"
         )
-    used = np.flatnonzero(chosen.any(axis=1))
-    kept = faces
-    chosen, images = chosen[used], images[used]
-    font_index, class_index = np.nonzero(chosen.T)[::-1]
-    arrays = {
-        "images": images[font_index, class_index],
-        "labels": class_index.astype(np.int64),
-        "fonts": font_index.astype(np.int32),
-        "codepoints": np.array(codepoints, np.int32),
-        "font_names": np.array([kept[i].name for i in used]),
-    }
-    summary.update(
-        faces_used=len(used),
-        num_classes=len(codepoints),
-        examples=len(arrays["labels"]),
-        examples_per_class_min=int(chosen.sum(axis=0).min()),
-        examples_per_class_max=int(chosen.sum(axis=0).max()),
-        font_files=sorted({kept[i].path for i in used}),
-    )
-    return arrays, summary
+    return glyph_render.assemble(faces, images, chosen, codepoints, summary)
 
 
 FLAGS = flags.FLAGS
