@@ -13,7 +13,7 @@ class Hangul(ShippedNpzBuilder):
     """Hangul syllables rendered in Korean fonts: a class is a KS X 1001 syllable, an example one
     face's rendering of it (five faces a class, drawn per class).
 
-    Splits: `train` holds the first half of the classes (by code point, 가 .. 애), `test` the second
+    Splits: `train` holds the first half of the classes (by code point, 가 .. 셴), `test` the second
     half, class-disjoint as Stanford Online Products is split in the paper. Labels are global
     class indices.
     """
