@@ -338,7 +338,7 @@ def describe(arrays: dict[str, np.ndarray], summary: dict, sha256: str) -> dict:
 
 
 def write(path: str, arrays: dict[str, np.ndarray], summary: dict) -> str:
-    """Writes the .npz and, next to it, its .json metadata (`describe`).
+    """Writes the .npz and, next to it, its .json metadata (`describe`); logs the checksum.
 
     Args:
         path: output .npz; the metadata goes to the same name with .json.
@@ -353,6 +353,14 @@ def write(path: str, arrays: dict[str, np.ndarray], summary: dict) -> str:
     with open(os.path.splitext(path)[0] + ".json", "w", encoding="utf-8") as f:
         json.dump(metadata, f, indent=1, ensure_ascii=False, sort_keys=True)
         f.write("\n")
+    logging.info(
+        "wrote %s: %d classes, %d fonts, %d examples, sha256 %s",
+        path,
+        summary["num_classes"],
+        summary["faces_used"],
+        summary["examples"],
+        sha256,
+    )
     return sha256
 
 
@@ -421,15 +429,7 @@ def main(argv: list[str]) -> None:
         seed=FLAGS.seed,
     )
     arrays, summary = build(FLAGS.font_dir, config)
-    sha256 = write(FLAGS.output, arrays, summary)
-    logging.info(
-        "wrote %s: %d classes, %d fonts, %d examples, sha256 %s",
-        FLAGS.output,
-        summary["num_classes"],
-        summary["faces_used"],
-        summary["examples"],
-        sha256,
-    )
+    write(FLAGS.output, arrays, summary)
 
 
 if __name__ == "__main__":

@@ -188,15 +188,7 @@ def main(argv: list[str]) -> None:
         seed=FLAGS.seed,
     )
     arrays, summary = build(FLAGS.font_dir, config)
-    sha256 = glyph_render.write(FLAGS.output, arrays, summary)
-    logging.info(
-        "wrote %s: %d classes, %d faces, %d examples, sha256 %s",
-        FLAGS.output,
-        summary["num_classes"],
-        summary["faces_used"],
-        summary["examples"],
-        sha256,
-    )
+    glyph_render.write(FLAGS.output, arrays, summary)
 
 
 if __name__ == "__main__":
