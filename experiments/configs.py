@@ -135,8 +135,8 @@ def get_config(dataset: str) -> Config:
 def floor_metrics(dataset: str, seed: int = 0) -> dict[str, float] | None:
     """Metrics of the data set's floor embedding (raw pixels for glyphs and Hangul), or None if it
     has none."""
-    if dataset not in ("glyphs", "hangul"):
-        return None
     from data_prep.glyphs import baseline
 
+    if dataset not in baseline.DATASETS:
+        return None
     return baseline.raw_pixel_baseline("test", seed, dataset, get_config(dataset).ks)
