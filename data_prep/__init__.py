@@ -1,4 +1,5 @@
-"""Data pipelines: the paper's benchmarks (CUB-200-2011, Cars196, Stanford Online Products) and glyphs.
+"""Data pipelines: the paper's benchmarks (CUB-200-2011, Cars196, Stanford Online Products), glyphs
+and Hangul.
 
 `load(name, split)` gives preprocessed (image, label) examples; `class_ratio_batches(name)` gives
 the training batches of section 3.5 (m examples from exactly C classes).
@@ -21,7 +22,10 @@ from fl_embed.samplers import (
     tensor_lookup,
 )
 
-NAMES = (*PAPER_SETS, "glyphs")
+# Data sets shipped in the repository, each a package `data_prep.<name>` with `load` and
+# `class_ratio_batches`.
+SHIPPED_SETS = ("glyphs", "hangul")
+NAMES = (*PAPER_SETS, *SHIPPED_SETS)
 
 __all__ = [
     "NAMES",
@@ -39,12 +43,12 @@ def _check_name(name: str) -> None:
         raise ValueError(f"Unknown data set {name!r}; use one of {list(NAMES)}.")
 
 
-def _load_glyphs(
-    split: str, data_dir: str | None, training: bool, seed: int | None
+def _load_shipped(
+    name: str, split: str, data_dir: str | None, training: bool, seed: int | None
 ) -> tf.data.Dataset:
-    """Delegates to `data_prep.glyphs.load`, imported only when asked for."""
-    glyphs = importlib.import_module("data_prep.glyphs")
-    return glyphs.load(split, data_dir=data_dir, augment=training, seed=seed)
+    """Delegates to `data_prep.<name>.load` (glyphs, hangul), imported only when asked for."""
+    shipped = importlib.import_module(f"data_prep.{name}")
+    return shipped.load(split, data_dir=data_dir, augment=training, seed=seed)
 
 
 def _with_seeds(ds: tf.data.Dataset, seed: int | None) -> tf.data.Dataset:
@@ -105,11 +109,11 @@ def load(
     """Preprocessed (image, label) examples of a paper data set or the glyph set.
 
     Paper sets: section 4's class-disjoint split, section 3.5's preprocessing (256x256 resize, then
-    a random 227x227 crop + mirror when training, a center crop otherwise). Glyphs are handed to
-    `data_prep.glyphs.load` unchanged (uint8 [32, 32, 1] images).
+    a random 227x227 crop + mirror when training, a center crop otherwise). Glyphs and Hangul are
+    handed to `data_prep.glyphs.load` / `data_prep.hangul.load` unchanged (uint8 [32, 32, 1] images).
 
     Args:
-      name: 'cub200', 'cars196', 'sop' or 'glyphs'.
+      name: 'cub200', 'cars196', 'sop', 'glyphs' or 'hangul'.
       split: 'train' or 'test'.
       data_dir: TFDS data directory (default ~/tensorflow_datasets).
       download: run TFDS `download_and_prepare` first.
@@ -130,8 +134,8 @@ def load(
     _check_name(name)
     paper_sets.check_split(split)
     training = split == "train" if training is None else bool(training)
-    if name == "glyphs":
-        return _load_glyphs(split, data_dir, training, seed)
+    if name in SHIPPED_SETS:
+        return _load_shipped(name, split, data_dir, training, seed)
     preprocess.check_scaling(scaling)
     # Shuffle encoded images (small), decode after: the buffer never holds decoded pictures.
     ds = paper_sets.examples(
@@ -173,9 +177,9 @@ def class_ratio_batches(
     `--file_format=array_record`). Decoding, the random crop and mirror run after sampling.
 
     Args:
-      name: 'cub200', 'cars196', 'sop', or 'glyphs' (handed to `data_prep.glyphs.class_ratio_batches`:
-        uint8 [m, 32, 32, 1] images, default ratio 0.25; data_dir, download, manual_dir and
-        scaling are unused).
+      name: 'cub200', 'cars196', 'sop', or 'glyphs' / 'hangul' (handed to
+        `data_prep.<name>.class_ratio_batches`: augmented uint8 [m, 32, 32, 1] images, default
+        ratio 0.25 / 0.75; the other arguments are unused).
       batch_size: m (paper: 128).
       ratio: C/m; default the paper's (0.25 for CUB/Cars, 0.75 for SOP).
       seed: seed of sampling and augmentation; the same seed repeats the batches.
@@ -194,10 +198,10 @@ def class_ratio_batches(
       ValueError: unknown name, bad batch_size / ratio (see `classes_per_batch`).
       DataSetNotFoundError: the data is not in data_dir and could not be prepared.
     """
-    if name == "glyphs":
-        glyphs = importlib.import_module("data_prep.glyphs")
-        ratio = glyphs.DEFAULT_RATIO if ratio is None else ratio
-        return glyphs.class_ratio_batches(
+    if name in SHIPPED_SETS:
+        shipped = importlib.import_module(f"data_prep.{name}")
+        ratio = shipped.DEFAULT_RATIO if ratio is None else ratio
+        return shipped.class_ratio_batches(
             batch_size,
             ratio,
             seed,
@@ -229,15 +233,17 @@ def class_ratio_batches(
 
 
 def floor_metrics(
-    name: str, split: str = "test", seed: int = 0
+    name: str, split: str = "test", seed: int = 0, ks=None
 ) -> dict[str, float] | None:
-    """Metrics of a data set's floor embedding (glyphs: raw pixels, ~30 s), None if it has none.
+    """Metrics of a data set's floor embedding (the shipped sets: raw pixels, ~30 s), None if it
+    has none. `ks`: the Recall@K cut-offs, default the data set's.
 
     Raises:
       ValueError: unknown name.
     """
     _check_name(name)
-    if name != "glyphs":
-        return None
     baseline = importlib.import_module("data_prep.glyphs.baseline")
-    return baseline.raw_pixel_baseline(split, seed)
+    if name not in baseline.DATASETS:
+        return None
+    ks = baseline.DATASET_KS[name] if ks is None else ks
+    return baseline.raw_pixel_baseline(split, seed, name, ks)

@@ -125,6 +125,25 @@ CONFIGS = {
         channels=1,
         eval_at_start=True,
     ),
+    # The SOP regime offline (issue 17): 1,175 train classes of 5 images, C/m = 0.75 (96 classes
+    # a batch, most seen once), R@{1, 10, 100}. Sized for minutes on 2 cores, ten decays of gamma.
+    "hangul": Config(
+        dataset="hangul",
+        backbone="small_cnn",
+        weights=None,
+        train_steps=1000,
+        classes_per_batch_ratio=0.75,
+        learning_rate=1e-3,
+        margin_decay_steps=100,
+        eval_every=500,
+        checkpoint_every=250,
+        log_every=50,
+        ks=(1, 10, 100),
+        image_size=32,
+        resize_to=32,
+        channels=1,
+        eval_at_start=True,
+    ),
 }
 
 DATASETS = tuple(CONFIGS)

@@ -1,7 +1,8 @@
 """Glyph data set: characters rendered in real fonts, split by class (issue 5).
 
 `load_arrays` needs only numpy; `load` (tf.data through the TFDS builder) imports TensorFlow and
-TensorFlow Datasets when called; rendering (`data_prep.glyphs.render`) needs Pillow.
+TensorFlow Datasets when called; rendering (`data_prep.glyphs.render`) needs Pillow. The Hangul
+set (`data_prep.hangul`) is served through `shipped_dataset` and `array_batches` too.
 """
 
 import numpy as np
@@ -30,6 +31,44 @@ def load_arrays(split: str) -> tuple[np.ndarray, np.ndarray]:
     return storage.select_split(storage.read_npz(), split)
 
 
+def shipped_dataset(
+    builder_class,
+    shipped: storage.ShippedFile,
+    split: str,
+    data_dir: str | None,
+    augment: bool,
+    seed: int | None,
+    **ranges: float,
+):
+    """One split of a shipped .npz as a tf.data.Dataset, prepared by its TFDS builder.
+
+    Args:
+        builder_class: the TFDS builder serving the file (`builder.Glyphs`, `Hangul`).
+        shipped: the file; its checksum is verified first.
+        split, data_dir, augment, seed: as in `load`.
+        **ranges: `augment.augment`'s max_* arguments.
+
+    Returns:
+        tf.data.Dataset of (image uint8 [32, 32, 1], label int64), in a fixed order.
+
+    Raises:
+        storage.ChecksumError: if the file differs from the recorded checksum.
+    """
+    storage.verify(shipped.path, shipped.sha256)
+    import tensorflow_datasets as tfds
+
+    from data_prep.glyphs import augment as augmentation
+
+    prepared = builder_class(data_dir=data_dir)
+    prepared.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(try_download_gcs=False)
+    )
+    dataset = prepared.as_dataset(split=split, as_supervised=True, shuffle_files=False)
+    if augment:
+        dataset = augmentation.augment_dataset(dataset, seed, **ranges)
+    return dataset
+
+
 def load(
     split: str,
     data_dir: str | None = None,
@@ -55,27 +94,64 @@ def load(
         storage.ChecksumError: if the shipped file differs from the recorded checksum.
     """
     storage.split_classes(NUM_CLASSES, split)
-    actual = storage.sha256_of(storage.SHIPPED_FILE)
-    if actual != storage.SHIPPED_SHA256:
-        raise storage.ChecksumError(
-            f"glyph data file {storage.SHIPPED_FILE!r} has sha256 {actual}, expected {storage.SHIPPED_SHA256}"
-        )
-    import tensorflow_datasets as tfds
-
-    from data_prep.glyphs import augment as augmentation
     from data_prep.glyphs import builder
 
-    glyphs = builder.Glyphs(data_dir=data_dir)
-    glyphs.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(try_download_gcs=False)
+    return shipped_dataset(
+        builder.Glyphs, storage.SHIPPED, split, data_dir, augment, seed
     )
-    dataset = glyphs.as_dataset(split=split, as_supervised=True, shuffle_files=False)
-    if augment:
-        dataset = augmentation.augment_dataset(dataset, seed)
-    return dataset
 
 
 DEFAULT_RATIO = 0.25
+
+
+def array_batches(
+    images: np.ndarray,
+    labels: np.ndarray,
+    batch_size: int,
+    ratio: float,
+    seed: int | None,
+    augment: bool,
+    num_batches: int | None,
+    sub_batches: int,
+    input_context,
+    **ranges: float,
+):
+    """Class-ratio batches (section 3.5) of a split held in memory, augmented after sampling.
+
+    Args:
+        images: uint8 [n, H, W, 1]; labels: int64 [n].
+        batch_size, ratio, seed, augment, num_batches, sub_batches, input_context: as in
+            `class_ratio_batches`.
+        **ranges: `augment.augment`'s max_* arguments.
+
+    Returns:
+        tf.data.Dataset of (images uint8 [m, H, W, 1], labels int64 [m]).
+    """
+    import tensorflow as tf
+
+    from data_prep.glyphs import augment as augmentation
+    from fl_embed.samplers import ClassRatioSampler, class_ratio_dataset
+
+    sampler = ClassRatioSampler(
+        labels, batch_size=batch_size, ratio=ratio, seed=seed, sub_batches=sub_batches
+    )
+    images, labels = tf.constant(images), tf.constant(labels)
+
+    def lookup(index):
+        return tf.gather(images, index), tf.gather(labels, index)
+
+    def augment_example(example, example_seed):
+        return augmentation.augment(example[0], example_seed, **ranges), example[1]
+
+    return class_ratio_dataset(
+        sampler,
+        lookup,
+        map_fn=augment_example if augment else None,
+        num_batches=num_batches,
+        map_seed=seed,
+        random_map=augment,
+        input_context=input_context,
+    )
 
 
 def class_ratio_batches(
@@ -109,29 +185,15 @@ def class_ratio_batches(
         ValueError: bad batch_size / ratio (see `fl_embed.samplers.classes_per_batch`), or a
             batch that does not split across the replicas.
     """
-    import tensorflow as tf
-
-    from data_prep.glyphs import augment as augmentation
-    from fl_embed.samplers import ClassRatioSampler, class_ratio_dataset
-
     images, labels = load_arrays("train")
-    sampler = ClassRatioSampler(
-        labels, batch_size=batch_size, ratio=ratio, seed=seed, sub_batches=sub_batches
-    )
-    images, labels = tf.constant(images), tf.constant(labels)
-
-    def lookup(index):
-        return tf.gather(images, index), tf.gather(labels, index)
-
-    def augment_example(example, example_seed):
-        return augmentation.augment(example[0], example_seed), example[1]
-
-    return class_ratio_dataset(
-        sampler,
-        lookup,
-        map_fn=augment_example if augment else None,
-        num_batches=num_batches,
-        map_seed=seed,
-        random_map=augment,
-        input_context=input_context,
+    return array_batches(
+        images,
+        labels,
+        batch_size,
+        ratio,
+        seed,
+        augment,
+        num_batches,
+        sub_batches,
+        input_context,
     )

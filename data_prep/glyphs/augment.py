@@ -61,6 +61,29 @@ def _stroke(image: tf.Tensor, amount) -> tf.Tensor:
     )
 
 
+def warp(images: tf.Tensor, angle, scale, shift) -> tf.Tensor:
+    """Rotates and scales images about their centre, then shifts them (bilinear, background fill).
+
+    Args:
+        images: float [n, H, W, 1] with H == W, ink high.
+        angle: float scalar, radians.
+        scale: float scalar, > 0 (above 1 enlarges).
+        shift: float [2], (x, y) pixels.
+
+    Returns:
+        float [n, H, W, 1].
+    """
+    size = int(images.shape[1])
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=images,
+        transforms=_inverse_affine(angle, scale, shift, size),
+        output_shape=tf.constant([size, size], tf.int32),
+        fill_value=tf.constant(0.0),
+        interpolation="BILINEAR",
+        fill_mode="CONSTANT",
+    )
+
+
 def augment(
     image: tf.Tensor,
     seed: tf.Tensor,
@@ -85,7 +108,6 @@ def augment(
     Returns:
         uint8 [H, W, 1].
     """
-    size = int(image.shape[0])
     seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=4)
     angle = (
         tf.random.stateless_uniform([], seeds[0], -1.0, 1.0)
@@ -98,21 +120,13 @@ def augment(
     )
     shift = tf.random.stateless_uniform([2], seeds[2], -1.0, 1.0) * max_shift_pixels
     stroke = tf.random.stateless_uniform([], seeds[3], -1.0, 1.0) * max_stroke_change
-    pixels = tf.cast(image, tf.float32)[None]
-    warped = tf.raw_ops.ImageProjectiveTransformV3(
-        images=pixels,
-        transforms=_inverse_affine(angle, scale, shift, size),
-        output_shape=tf.constant([size, size], tf.int32),
-        fill_value=tf.constant(0.0),
-        interpolation="BILINEAR",
-        fill_mode="CONSTANT",
-    )
+    warped = warp(tf.cast(image, tf.float32)[None], angle, scale, shift)
     out = _stroke(warped, stroke)[0]
     return tf.cast(tf.round(tf.clip_by_value(out, 0.0, 255.0)), tf.uint8)
 
 
 def augment_dataset(
-    dataset: tf.data.Dataset, seed: int | None = None
+    dataset: tf.data.Dataset, seed: int | None = None, **ranges: float
 ) -> tf.data.Dataset:
     """Applies `augment` to every image of an (image, label) data set.
 
@@ -122,13 +136,14 @@ def augment_dataset(
     Args:
         dataset: yields (uint8 [H, W, 1], label).
         seed: seed of the draws; None for nondeterministic draws.
+        **ranges: `augment`'s max_* arguments (default the glyph set's).
 
     Returns:
         tf.data.Dataset of (uint8 [H, W, 1], label).
     """
     seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
     return tf.data.Dataset.zip(dataset, seeds).map(
-        lambda example, s: (augment(example[0], s), example[1]),
+        lambda example, s: (augment(example[0], s, **ranges), example[1]),
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,
     )

@@ -1,4 +1,4 @@
-"""TFDS builder serving the shipped glyph file with a class-disjoint split (no download)."""
+"""TFDS builders serving a shipped data file (glyphs, Hangul) with a class-disjoint split (no download)."""
 
 from typing import ClassVar
 
@@ -21,37 +21,22 @@ def class_names(codepoints) -> list[str]:
     return [f"U+{int(c):04X}" for c in codepoints]
 
 
-class Glyphs(tfds.core.GeneratorBasedBuilder):
-    """Characters rendered in real fonts: a class is a character, an example one font's glyph.
+class ShippedNpzBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+    """Serves a shipped .npz (`SHIPPED`) with the class-disjoint split of `storage.split_classes`.
 
-    Splits: `train` holds the first half of the classes (by code point), `test` the second half,
-    as CUB-200-2011 is split in the paper. Labels are global class indices. Bump VERSION whenever
-    storage.SHIPPED_SHA256 changes, so prepared copies are rebuilt.
+    A subclass names the file in `SHIPPED` and sets VERSION; bump VERSION whenever the file's
+    recorded checksum changes, so prepared copies are rebuilt.
     """
 
-    # TFDS 4.9.10 finds a builder's source through `importlib_resources`, which a fresh install
-    # does not bring; this builder downloads nothing, so its own file is all TFDS needs to know.
-    code_path = epath.Path(__file__)
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES: ClassVar[dict[str, str]] = {
-        "1.0.0": "32x32 grayscale glyphs; the shipped data_prep/data/glyphs32.npz."
-    }
+    SHIPPED: storage.ShippedFile
 
-    def __init__(
-        self,
-        *,
-        source: str = storage.SHIPPED_FILE,
-        sha256: str | None = storage.SHIPPED_SHA256,
-        **kwargs,
-    ):
-        """Args: source, the .npz to serve; sha256, its expected digest (None: unchecked);
-        kwargs go to `tfds.core.GeneratorBasedBuilder` (data_dir, ...)."""
-        self._source = source
-        self._sha256 = sha256
-        super().__init__(**kwargs)
+    def _read(self) -> dict[str, np.ndarray]:
+        return storage.read_npz(
+            self.SHIPPED.path, self.SHIPPED.sha256, self.SHIPPED.regenerate
+        )
 
     def _info(self) -> tfds.core.DatasetInfo:
-        data = storage.read_npz(self._source, self._sha256)
+        data = self._read()
         size = int(data["images"].shape[1])
         return self.dataset_info_from_configs(
             description=self.__doc__,
@@ -70,7 +55,7 @@ class Glyphs(tfds.core.GeneratorBasedBuilder):
     def _split_generators(self, dl_manager):
         """Both splits from the local file; dl_manager is not used (nothing to download)."""
         del dl_manager
-        data = storage.read_npz(self._source, self._sha256)
+        data = self._read()
         return {split: self._generate_examples(data, split) for split in storage.SPLITS}
 
     def _generate_examples(self, data: dict[str, np.ndarray], split: str):
@@ -86,3 +71,20 @@ class Glyphs(tfds.core.GeneratorBasedBuilder):
                     "font": str(data["font_names"][font]),
                 },
             )
+
+
+class Glyphs(ShippedNpzBuilder):
+    """Characters rendered in real fonts: a class is a character, an example one font's glyph.
+
+    Splits: `train` holds the first half of the classes (by code point), `test` the second half,
+    as CUB-200-2011 is split in the paper. Labels are global class indices.
+    """
+
+    # TFDS 4.9.10 finds a builder's source through `importlib_resources`, which a fresh install
+    # does not bring; this builder downloads nothing, so its own file is all TFDS needs to know.
+    code_path = epath.Path(__file__)
+    SHIPPED = storage.SHIPPED
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES: ClassVar[dict[str, str]] = {
+        "1.0.0": "32x32 grayscale glyphs; the shipped data_prep/data/glyphs32.npz."
+    }

@@ -1,7 +1,8 @@
 """Font discovery and glyph rendering in a common layout (Pillow, imported lazily).
 
-Every face is scaled so its reference capital (H) is `cap_height` pixels tall and every glyph sits on
-the same baseline row, centred horizontally by its ink. Fitting each glyph's own bounding box instead
+Every face is scaled so its reference character (capital H for the glyph set, a syllable for Hangul)
+is `reference_height` pixels tall and every glyph sits on the same baseline row, centred horizontally
+by its ink. Fitting each glyph's own bounding box instead
 would make `o` and `O`, `,` and `'`, `-` and `_` the same picture.
 """
 
@@ -28,7 +29,7 @@ _SYMBOL_NAME = re.compile(
 
 
 class FontError(Exception):
-    """A face that cannot be used: unreadable, or without the reference capital."""
+    """A face that cannot be used: unreadable, or without the reference character."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,15 +38,23 @@ class Layout:
 
     Attributes:
         size: side of the square output image.
-        cap_height: height of the reference capital H.
+        reference: code point of the reference character whose ink height fixes each face's scale.
+        reference_height: height of the reference character.
         baseline: row of the baseline, counted from the top.
         supersample: glyphs are drawn this many times larger, then box-filtered down.
+        centre_reference: False puts every face's baseline on row `baseline` and measures the
+            reference's ink above it (Latin: capitals, descenders and punctuation keep their
+            places); True measures the reference's whole ink box and centres it on the canvas,
+            ignoring `baseline` (Hangul: fonts put the baseline at different heights of the
+            syllable box, and syllables have no descenders).
     """
 
     size: int = 32
-    cap_height: int = 16
+    reference: int = charset.REFERENCE_CAPITAL
+    reference_height: int = 16
     baseline: int = 24
     supersample: int = 4
+    centre_reference: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,8 +164,9 @@ def family_name(face: Face) -> str:
     return " ".join(part for part in (family, style) if part)
 
 
-def _draw(font, codepoint: int, layout: Layout) -> np.ndarray:
-    """Draws one glyph on the supersampled canvas: baseline at its row, ink centred horizontally."""
+def _draw(font, codepoint: int, layout: Layout, baseline: int) -> np.ndarray:
+    """Draws one glyph on the supersampled canvas: baseline at row `baseline` of that canvas, ink
+    centred horizontally."""
     from PIL import Image, ImageDraw
 
     side = layout.size * layout.supersample
@@ -165,7 +175,7 @@ def _draw(font, codepoint: int, layout: Layout) -> np.ndarray:
     x = round(side / 2 - (x0 + x1) / 2)
     canvas = Image.new("L", (side, side), 0)
     ImageDraw.Draw(canvas).text(
-        (x, layout.baseline * layout.supersample),
+        (x, baseline),
         text,
         fill=255,
         font=font,
@@ -182,23 +192,40 @@ def _downsample(canvas: np.ndarray, layout: Layout) -> np.ndarray:
     return ((total + s * s // 2) // (s * s)).astype(np.uint8)
 
 
-def _cap_size(face: Face, layout: Layout) -> int:
-    """Pixel size at which the face's reference capital is `cap_height` tall on the supersampled canvas."""
+def _reference_size(face: Face, layout: Layout) -> int:
+    """Pixel size at which the face's reference character is `reference_height` tall on the
+    supersampled canvas (without `centre_reference`, its ink above the baseline: a descender does
+    not count)."""
     probe = _open(face, _PROBE_SIZE)
+    reference = chr(layout.reference)
     try:
-        _, top, _, bottom = probe.getbbox(chr(charset.REFERENCE_CAPITAL), anchor="ls")
+        _, top, _, bottom = probe.getbbox(reference, anchor="ls")
     except Exception as e:  # FreeType errors surface as assorted types.
-        raise FontError(f"cannot render the reference capital H ({e})") from e
-    height = min(bottom, 0) - top
+        raise FontError(
+            f"cannot render the reference character {reference} ({e})"
+        ) from e
+    height = (bottom if layout.centre_reference else min(bottom, 0)) - top
     if height <= 0:
-        raise FontError("no reference capital H: a symbol-only or non-Latin font")
-    return max(1, round(_PROBE_SIZE * layout.cap_height * layout.supersample / height))
+        raise FontError(
+            f"no reference character {reference}: a symbol-only font or one without its script"
+        )
+    return max(
+        1, round(_PROBE_SIZE * layout.reference_height * layout.supersample / height)
+    )
 
 
-def _fit_scale(font, codepoints, covered, layout: Layout) -> float:
-    """Factor (<= 1) that keeps every covered glyph of the face inside the canvas."""
+def _baseline_row(font, layout: Layout) -> int:
+    """Row of the baseline on the supersampled canvas for a face opened at its drawing size."""
+    if not layout.centre_reference:
+        return layout.baseline * layout.supersample
+    _, top, _, bottom = font.getbbox(chr(layout.reference), anchor="ls")
+    return round(layout.size * layout.supersample / 2 - (top + bottom) / 2)
+
+
+def _fit_scale(font, codepoints, covered, layout: Layout, base: int) -> float:
+    """Factor (<= 1) that keeps every covered glyph of the face inside the canvas, baseline at
+    supersampled row `base`."""
     side = layout.size * layout.supersample
-    base = layout.baseline * layout.supersample
     scale = 1.0
     for codepoint, ok in zip(codepoints, covered):
         if not ok:
@@ -235,20 +262,22 @@ def render_face(
         covered: bool [C].
 
     Raises:
-        FontError: if the face cannot be read or has no reference capital.
+        FontError: if the face cannot be read or has no reference character.
     """
-    size = _cap_size(face, layout)
+    size = _reference_size(face, layout)
     font = _open(face, size)
     try:
-        missing = _draw(font, _UNMAPPED, layout)
-        canvases = [_draw(font, c, layout) for c in codepoints]
+        base = _baseline_row(font, layout)
+        missing = _draw(font, _UNMAPPED, layout, base)
+        canvases = [_draw(font, c, layout, base) for c in codepoints]
         covered = np.array(
             [c.any() and not np.array_equal(c, missing) for c in canvases]
         )
-        scale = _fit_scale(font, codepoints, covered, layout)
+        scale = _fit_scale(font, codepoints, covered, layout, base)
         if scale < 1.0:
             font = _open(face, max(1, int(size * scale)))
-            canvases = [_draw(font, c, layout) for c in codepoints]
+            base = _baseline_row(font, layout)
+            canvases = [_draw(font, c, layout, base) for c in codepoints]
     except FontError:
         raise
     except Exception as e:  # FreeType errors surface as assorted types.

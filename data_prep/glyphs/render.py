@@ -54,18 +54,26 @@ class RenderConfig:
 
 
 def render_faces(
-    faces: list[fonts.Face], codepoints
+    faces: list[fonts.Face],
+    codepoints,
+    layout: fonts.Layout | None = None,
+    required=charset.REQUIRED,
+    required_name: str = "A-Z and 0-9 (symbol-only or non-Latin font)",
 ) -> tuple[list[fonts.Face], np.ndarray, np.ndarray]:
     """Renders every usable face, skipping (with a log line) broken, symbol and non-Latin ones.
 
     Args:
         faces: candidates from `fonts.find_faces`.
         codepoints: the C code points to render.
+        layout: canvas geometry and reference character; None for the glyph set's.
+        required: code points (among `codepoints`) a face must cover to be kept.
+        required_name: how the log line names them.
 
     Returns:
         kept faces, images uint8 [F, C, H, W], covered bool [F, C].
     """
-    required = np.isin(np.asarray(codepoints), charset.REQUIRED)
+    layout = layout or fonts.Layout()
+    required = np.isin(np.asarray(codepoints), required)
     kept, images, covered = [], [], []
     for face in faces:
         try:
@@ -79,21 +87,19 @@ def render_faces(
                     name,
                 )
                 continue
-            face_images, face_covered = fonts.render_face(face, codepoints)
+            face_images, face_covered = fonts.render_face(face, codepoints, layout)
         except fonts.FontError as e:
             logging.warning("skipped %s: %s", face.name, e)
             continue
         if not face_covered[required].all():
             logging.info(
-                "skipped %s (%s): does not cover A-Z and 0-9 (symbol-only or non-Latin font)",
-                face.name,
-                name,
+                "skipped %s (%s): does not cover %s", face.name, name, required_name
             )
             continue
         kept.append(face)
         images.append(face_images)
         covered.append(face_covered)
-    size = fonts.Layout().size
+    size = layout.size
     if not kept:
         return (
             [],
@@ -107,6 +113,68 @@ def _columns(codepoints, subset) -> np.ndarray:
     """Column indices of `subset` code points in `codepoints`."""
     position = {c: i for i, c in enumerate(codepoints)}
     return np.array([position[c] for c in subset])
+
+
+def _keep(faces, images, covered, keep: np.ndarray):
+    """(kept faces, their images, their coverage, number dropped) for a bool [F] mask."""
+    kept = [f for f, ok in zip(faces, keep) if ok]
+    return kept, images[keep], covered[keep], int((~keep).sum())
+
+
+def drop_unlike_faces(
+    faces: list[fonts.Face],
+    images: np.ndarray,
+    covered: np.ndarray,
+    columns: np.ndarray,
+    config: RenderConfig,
+) -> tuple[list[fonts.Face], np.ndarray, np.ndarray, int]:
+    """Rule 2: drops (with a log line) faces whose characters do not look like the characters.
+
+    Args:
+        faces: F rendered faces.
+        images: uint8 [F, C, H, W]; covered: bool [F, C].
+        columns: indices of the consensus alphabet among the C classes.
+        config: gives `min_consensus`.
+
+    Returns:
+        the kept faces, their images and coverage, and how many faces were dropped.
+    """
+    scores = select.consensus_scores(images[:, columns], covered[:, columns])
+    for face, score in zip(faces, scores):
+        if score < config.min_consensus:
+            logging.info(
+                "skipped %s: letters do not look like letters (consensus %.2f)",
+                face.name,
+                score,
+            )
+    return _keep(faces, images, covered, scores >= config.min_consensus)
+
+
+def drop_near_duplicates(
+    faces: list[fonts.Face],
+    images: np.ndarray,
+    covered: np.ndarray,
+    columns: np.ndarray,
+    config: RenderConfig,
+) -> tuple[list[fonts.Face], np.ndarray, np.ndarray, int]:
+    """Rule 3: drops (with a log line) faces within `duplicate_rms` of an earlier kept face.
+
+    Args:
+        faces: F rendered faces, in the order that decides which clone stays (the first).
+        images: uint8 [F, C, H, W]; covered: bool [F, C].
+        columns: indices of the alphabet the faces are compared on (every face covers it).
+        config: gives `duplicate_rms`.
+
+    Returns:
+        the kept faces, their images and coverage, and how many faces were dropped.
+    """
+    duplicate_of = select.near_duplicates(images[:, columns], config.duplicate_rms)
+    for face, original in zip(faces, duplicate_of):
+        if original >= 0:
+            logging.info(
+                "skipped %s: near-duplicate of %s", face.name, faces[original].name
+            )
+    return _keep(faces, images, covered, duplicate_of < 0)
 
 
 def build(
@@ -131,34 +199,12 @@ def build(
     kept, images, covered = render_faces(faces, codepoints)
     summary = {"faces_found": len(faces), "faces_rendered": len(kept)}
 
-    consensus_cols = _columns(codepoints, charset.CONSENSUS)
-    scores = select.consensus_scores(
-        images[:, consensus_cols], covered[:, consensus_cols]
+    kept, images, covered, summary["faces_not_like_letters"] = drop_unlike_faces(
+        kept, images, covered, _columns(codepoints, charset.CONSENSUS), config
     )
-    for face, score in zip(kept, scores):
-        if score < config.min_consensus:
-            logging.info(
-                "skipped %s: letters do not look like letters (consensus %.2f)",
-                face.name,
-                score,
-            )
-    looks_right = scores >= config.min_consensus
-    summary["faces_not_like_letters"] = int((~looks_right).sum())
-    kept = [f for f, ok in zip(kept, looks_right) if ok]
-    images, covered = images[looks_right], covered[looks_right]
-
-    duplicate_of = select.near_duplicates(
-        images[:, _columns(codepoints, charset.REQUIRED)], config.duplicate_rms
+    kept, images, covered, summary["faces_near_duplicate"] = drop_near_duplicates(
+        kept, images, covered, _columns(codepoints, charset.REQUIRED), config
     )
-    for face, original in zip(kept, duplicate_of):
-        if original >= 0:
-            logging.info(
-                "skipped %s: near-duplicate of %s", face.name, kept[original].name
-            )
-    distinct = duplicate_of < 0
-    summary["faces_near_duplicate"] = int((~distinct).sum())
-    kept = [f for f, ok in zip(kept, distinct) if ok]
-    images, covered = images[distinct], covered[distinct]
 
     aliases = charset.curated_aliases(codepoints)
     remaining = np.array([c for c in range(len(codepoints)) if c not in aliases])
@@ -192,23 +238,47 @@ def build(
         )
 
     chosen = select.fonts_per_class(covered[:, classes], config.max_fonts, config.seed)
+    return assemble(
+        kept, images[:, classes], chosen, [codepoints[c] for c in classes], summary
+    )
+
+
+def assemble(
+    faces: list[fonts.Face],
+    images: np.ndarray,
+    chosen: np.ndarray,
+    codepoints,
+    summary: dict,
+) -> tuple[dict[str, np.ndarray], dict]:
+    """The data set's arrays from the chosen (face, class) pairs, ordered by class then face.
+
+    Args:
+        faces: F rendered faces.
+        images: uint8 [F, C, H, W], the renders of the C classes.
+        chosen: bool [F, C], the examples kept; faces with none are left out.
+        codepoints: the C classes' code points.
+        summary: counts so far, updated in place with the data set's.
+
+    Returns:
+        arrays as `storage.read_npz` returns them, and the summary.
+    """
     used = np.flatnonzero(chosen.any(axis=1))
-    chosen, images = chosen[used], images[used][:, classes]
+    chosen, images = chosen[used], images[used]
     font_index, class_index = np.nonzero(chosen.T)[::-1]
     arrays = {
         "images": images[font_index, class_index],
         "labels": class_index.astype(np.int64),
         "fonts": font_index.astype(np.int32),
-        "codepoints": np.array([codepoints[c] for c in classes], np.int32),
-        "font_names": np.array([kept[i].name for i in used]),
+        "codepoints": np.array(codepoints, np.int32),
+        "font_names": np.array([faces[i].name for i in used]),
     }
     summary.update(
         faces_used=len(used),
-        num_classes=len(classes),
+        num_classes=len(codepoints),
         examples=len(arrays["labels"]),
         examples_per_class_min=int(chosen.sum(axis=0).min()),
         examples_per_class_max=int(chosen.sum(axis=0).max()),
-        font_files=sorted({kept[i].path for i in used}),
+        font_files=sorted({faces[i].path for i in used}),
     )
     return arrays, summary
 
@@ -265,6 +335,33 @@ def describe(arrays: dict[str, np.ndarray], summary: dict, sha256: str) -> dict:
         "fonts": [str(n) for n in arrays["font_names"]],
         **{k: v for k, v in summary.items() if k != "font_files"},
     }
+
+
+def write(path: str, arrays: dict[str, np.ndarray], summary: dict) -> str:
+    """Writes the .npz and, next to it, its .json metadata (`describe`); logs the checksum.
+
+    Args:
+        path: output .npz; the metadata goes to the same name with .json.
+        arrays: the data set.
+        summary: from `build`.
+
+    Returns:
+        sha256 hex digest of the written .npz.
+    """
+    sha256 = storage.save_npz(path, arrays)
+    metadata = describe(arrays, summary, sha256)
+    with open(os.path.splitext(path)[0] + ".json", "w", encoding="utf-8") as f:
+        json.dump(metadata, f, indent=1, ensure_ascii=False, sort_keys=True)
+        f.write("\n")
+    logging.info(
+        "wrote %s: %d classes, %d fonts, %d examples, sha256 %s",
+        path,
+        summary["num_classes"],
+        summary["faces_used"],
+        summary["examples"],
+        sha256,
+    )
+    return sha256
 
 
 FLAGS = flags.FLAGS
@@ -332,19 +429,7 @@ def main(argv: list[str]) -> None:
         seed=FLAGS.seed,
     )
     arrays, summary = build(FLAGS.font_dir, config)
-    sha256 = storage.save_npz(FLAGS.output, arrays)
-    metadata = describe(arrays, summary, sha256)
-    with open(os.path.splitext(FLAGS.output)[0] + ".json", "w", encoding="utf-8") as f:
-        json.dump(metadata, f, indent=1, ensure_ascii=False, sort_keys=True)
-        f.write("\n")
-    logging.info(
-        "wrote %s: %d classes, %d fonts, %d examples, sha256 %s",
-        FLAGS.output,
-        summary["num_classes"],
-        summary["faces_used"],
-        summary["examples"],
-        sha256,
-    )
+    write(FLAGS.output, arrays, summary)
 
 
 if __name__ == "__main__":

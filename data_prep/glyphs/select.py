@@ -150,3 +150,26 @@ def fonts_per_class(
     chosen = np.zeros_like(covered)
     chosen[order] = covered[order] & (rank <= max_fonts)
     return chosen
+
+
+def random_fonts_per_class(covered: np.ndarray, count: int, seed: int) -> np.ndarray:
+    """Chooses `count` covering fonts for each class, drawn afresh for every class.
+
+    Unlike `fonts_per_class`, classes do not share one font order: each class is seen through its
+    own few designs, as each product of Stanford Online Products is seen in its own few photos.
+
+    Args:
+        covered: bool [F, C].
+        count: fonts per class (all covering fonts where fewer cover the class).
+        seed: seed of the draws; classes are drawn in order.
+
+    Returns:
+        bool [F, C], a subset of `covered`.
+    """
+    rng = np.random.default_rng(seed)
+    chosen = np.zeros_like(covered)
+    for c in range(covered.shape[1]):
+        candidates = np.flatnonzero(covered[:, c])
+        pick = rng.choice(candidates, size=min(count, candidates.size), replace=False)
+        chosen[pick, c] = True
+    return chosen

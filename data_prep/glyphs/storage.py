@@ -1,5 +1,9 @@
-"""The glyph data set on disk: a byte-reproducible .npz, its checksum, and class-disjoint splits (numpy only)."""
+"""The glyph data set on disk: a byte-reproducible .npz, its checksum, and class-disjoint splits (numpy only).
 
+The Hangul set (`data_prep.hangul`) is stored the same way, through `ShippedFile`.
+"""
+
+import dataclasses
 import hashlib
 import io
 import os
@@ -21,6 +25,26 @@ ARRAY_KEYS = ("images", "labels", "fonts", "codepoints", "font_names")
 
 class ChecksumError(ValueError):
     """The data file's content is not the one recorded."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ShippedFile:
+    """A data file shipped in the repository.
+
+    Attributes:
+        path: the .npz.
+        sha256: its recorded digest; loading refuses any other content.
+        regenerate: the command that renders it again.
+    """
+
+    path: str
+    sha256: str
+    regenerate: str
+
+
+SHIPPED = ShippedFile(
+    SHIPPED_FILE, SHIPPED_SHA256, "python -m data_prep.glyphs.render --output <path>"
+)
 
 
 def save_npz(path: str, arrays: dict[str, np.ndarray]) -> str:
@@ -70,14 +94,35 @@ def sha256_of(path: str) -> str:
     return digest.hexdigest()
 
 
-def read_npz(
-    path: str = SHIPPED_FILE, sha256: str | None = SHIPPED_SHA256
-) -> dict[str, np.ndarray]:
-    """Reads a glyph data file after checking its checksum.
+def verify(path: str, sha256: str) -> None:
+    """Checks a data file's digest.
 
     Args:
-        path: the .npz file; default the shipped one.
+        path: the file.
+        sha256: expected hex digest.
+
+    Raises:
+        ChecksumError: if the digest differs.
+    """
+    actual = sha256_of(path)
+    if actual != sha256:
+        raise ChecksumError(
+            f"data file {path!r} has sha256 {actual}, expected {sha256}: the file is corrupt "
+            "or was regenerated without updating its recorded checksum"
+        )
+
+
+def read_npz(
+    path: str = SHIPPED_FILE,
+    sha256: str | None = SHIPPED_SHA256,
+    regenerate: str = SHIPPED.regenerate,
+) -> dict[str, np.ndarray]:
+    """Reads a glyph (or Hangul) data file after checking its checksum.
+
+    Args:
+        path: the .npz file; default the shipped glyph file.
         sha256: expected digest; None skips the check (a freshly rendered full-size set).
+        regenerate: the command named when the file is missing.
 
     Returns:
         images uint8 [n, H, W], labels int64 [n] (class index), fonts int32 [n] (font index),
@@ -89,16 +134,11 @@ def read_npz(
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(
-            f"glyph data file {path!r} is missing; regenerate it with "
-            "`python -m data_prep.glyphs.render --output <path>` (see BUILD_NOTES.md)"
+            f"data file {path!r} is missing; regenerate it with `{regenerate}` "
+            "(see BUILD_NOTES.md)"
         )
     if sha256 is not None:
-        actual = sha256_of(path)
-        if actual != sha256:
-            raise ChecksumError(
-                f"glyph data file {path!r} has sha256 {actual}, expected {sha256}: the file is "
-                "corrupt or was regenerated without updating storage.SHIPPED_SHA256"
-            )
+        verify(path, sha256)
     with np.load(path, allow_pickle=False) as data:
         return {key: data[key] for key in ARRAY_KEYS}
 
@@ -117,9 +157,7 @@ def split_classes(num_classes: int, split: str) -> np.ndarray:
         ValueError: for any other split name.
     """
     if split not in SPLITS:
-        raise ValueError(
-            f"unknown split {split!r}: the glyph data set has splits {SPLITS}"
-        )
+        raise ValueError(f"unknown split {split!r}: the data set has splits {SPLITS}")
     half = (num_classes + 1) // 2
     return np.arange(0, half) if split == "train" else np.arange(half, num_classes)
 

@@ -241,14 +241,25 @@ def test_glyph_batches_are_delegated_with_the_augment_choice(monkeypatch):
     assert calls == [(16, 0.5, 3, False), (8, glyphs.DEFAULT_RATIO, 1, True)]
 
 
-def test_only_glyphs_have_a_floor(monkeypatch):
+def test_only_the_shipped_sets_have_a_floor(monkeypatch):
     baseline = pytest.importorskip("data_prep.glyphs.baseline")
     monkeypatch.setattr(
         baseline,
         "raw_pixel_baseline",
-        lambda split, seed: {"split": split, "seed": seed},
+        lambda split, seed, name, ks: {
+            "split": split,
+            "seed": seed,
+            "name": name,
+            "ks": ks,
+        },
     )
-    assert data_prep.floor_metrics("glyphs", seed=4) == {"split": "test", "seed": 4}
+    assert data_prep.floor_metrics("glyphs", seed=4) == {
+        "split": "test",
+        "seed": 4,
+        "name": "glyphs",
+        "ks": (1, 2, 4, 8),
+    }
+    assert data_prep.floor_metrics("hangul")["ks"] == (1, 10, 100)
     assert data_prep.floor_metrics("cub200") is None
     with pytest.raises(ValueError, match="Unknown data set"):
         data_prep.floor_metrics("mnist")
