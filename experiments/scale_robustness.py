@@ -14,9 +14,8 @@ import tensorflow as tf
 from absl import app, flags
 
 from data_prep.glyphs import augment, baseline
-from experiments import configs
+from experiments import configs, run_dir
 from fl_embed.evaluation import evaluate
-from fl_embed.training import runs
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("dataset", "hangul", list(baseline.DATASETS), "Shipped data set.")
@@ -53,16 +52,11 @@ def main(argv):
         "test"
     )
     embedders = {"raw pixels": baseline.pixel_embeddings}
-    for run_dir in FLAGS.runs:
-        settings, model, _ = runs.load_run(run_dir)
-        embed = runs.embed_fn(model, settings["backbone"])
-        embedders[f"{settings['loss']} ({run_dir})"] = lambda x, embed=embed: (
-            np.concatenate(
-                [
-                    embed(tf.constant(x[i : i + 512])).numpy()
-                    for i in range(0, len(x), 512)
-                ]
-            )
+    for path in FLAGS.runs:
+        config, model, _ = run_dir.load_run(path)
+        embed = run_dir.embed_fn(model, config.backbone)
+        embedders[f"{config.loss} ({path})"] = lambda x, embed=embed: np.concatenate(
+            [embed(tf.constant(x[i : i + 512])).numpy() for i in range(0, len(x), 512)]
         )
     columns = [f"R@{k}" for k in ks] + ["NMI", "MAP@R"]
     print(f"{FLAGS.dataset} test split, images scaled about their centre")
