@@ -35,32 +35,40 @@ from fl_embed.models import build_embedder
 from fl_embed.models.preprocessing import preprocess_for
 
 FLAGS = flags.FLAGS
-flags.DEFINE_integer(
-    "m", 18, "Batch size (every |S| = K subset is tried).", lower_bound=2
-)
-flags.DEFINE_list("ks", ["2", "3", "4", "5", "6"], "Classes (= clusters) per batch K.")
-flags.DEFINE_list("gammas", ["1", "10", "100"], "Margin multipliers gamma.")
-flags.DEFINE_integer("batches", 20, "Batches per (source, K).", lower_bound=1)
-flags.DEFINE_list("sources", ["random", "glyphs"], "Embedding sources.")
-flags.DEFINE_integer(
-    "dim", 64, "Dimension of the random unit embeddings.", lower_bound=1
-)
-flags.DEFINE_integer(
-    "train_steps", 300, "Triplet-loss steps of the glyph embedder.", lower_bound=0
-)
-flags.DEFINE_integer("pam_iterations", 5, "Algorithm 2 sweeps T.", lower_bound=1)
-flags.DEFINE_string("inference", "xla", "Backend of loss_augmented_inference.")
-flags.DEFINE_integer("seed", 0, "Seed of batches and training.")
-flags.register_validator(
-    "ks",
-    lambda v: all(s.isdigit() and int(s) >= 2 for s in v),
-    message="--ks takes integers >= 2.",
-)
-flags.register_validator(
-    "sources",
-    lambda v: set(v) <= {"random", "glyphs"} and bool(v),
-    message="--sources takes random and/or glyphs.",
-)
+
+
+def define_flags() -> None:
+    """The benchmark's flags (defined only when run as a program: its functions are imported
+    by the tests next to the trainer, whose flags share some names)."""
+    flags.DEFINE_integer(
+        "m", 18, "Batch size (every |S| = K subset is tried).", lower_bound=2
+    )
+    flags.DEFINE_list(
+        "ks", ["2", "3", "4", "5", "6"], "Classes (= clusters) per batch K."
+    )
+    flags.DEFINE_list("gammas", ["1", "10", "100"], "Margin multipliers gamma.")
+    flags.DEFINE_integer("batches", 20, "Batches per (source, K).", lower_bound=1)
+    flags.DEFINE_list("sources", ["random", "glyphs"], "Embedding sources.")
+    flags.DEFINE_integer(
+        "dim", 64, "Dimension of the random unit embeddings.", lower_bound=1
+    )
+    flags.DEFINE_integer(
+        "train_steps", 300, "Triplet-loss steps of the glyph embedder.", lower_bound=0
+    )
+    flags.DEFINE_integer("pam_iterations", 5, "Algorithm 2 sweeps T.", lower_bound=1)
+    flags.DEFINE_string("inference", "xla", "Backend of loss_augmented_inference.")
+    flags.DEFINE_integer("seed", 0, "Seed of batches and training.")
+    flags.register_validator(
+        "ks",
+        lambda v: all(s.isdigit() and int(s) >= 2 for s in v),
+        message="--ks takes integers >= 2.",
+    )
+    flags.register_validator(
+        "sources",
+        lambda v: set(v) <= {"random", "glyphs"} and bool(v),
+        message="--sources takes random and/or glyphs.",
+    )
+
 
 _TOLERANCE = 1e-5
 ALGORITHMS = {"greedy": False, "greedy + PAM": True}
@@ -269,4 +277,5 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

@@ -26,7 +26,7 @@ from experiments import configs
 from fl_embed import export, models
 from fl_embed.io import atomic_write_text
 from fl_embed.losses.registry import get_loss
-from fl_embed.training import CheckpointError, embed_dataset
+from fl_embed.training import CheckpointError, checkpoints, embed_dataset
 from fl_embed.training.distributed import loss_sub_batches
 
 RUN_CONFIG_FILE = "run_config.json"
@@ -217,7 +217,12 @@ def latest_checkpoint(path: str) -> str:
     if tf.io.gfile.exists(path + ".index"):
         return path
     for directory in (os.path.join(path, CHECKPOINT_DIR), path):
-        found = tf.train.latest_checkpoint(directory)
+        # Recovered from the ckpt-N files themselves when the index is missing or damaged.
+        found = (
+            checkpoints.latest_checkpoint(directory)
+            if os.path.isdir(directory)
+            else None
+        )
         if found:
             return found
     raise CheckpointError(
@@ -374,8 +379,15 @@ def saved_model_embed_fn(
     return embed, loaded.metadata
 
 
-def export_run(model: keras.Model, config: configs.Config, export_dir: str) -> str:
-    """Writes a run's model as a SavedModel with its preprocessing (`fl_embed.export`)."""
+def export_run(
+    model: keras.Model,
+    config: configs.Config,
+    export_dir: str,
+    version: int | None = None,
+    keep_exports: int | None = export.KEEP_EXPORTS,
+) -> str:
+    """Writes a run's model as version `version` (the global step; None: latest + 1) of the
+    SavedModel base directory `export_dir`, with its preprocessing (`fl_embed.export`)."""
     return export.export_saved_model(
         model,
         export_dir,
@@ -383,6 +395,8 @@ def export_run(model: keras.Model, config: configs.Config, export_dir: str) -> s
         resize_to=config.resize_to,
         channels=config.channels,
         scaling=models.preprocess_for(config.backbone),
+        version=version,
+        keep_exports=keep_exports,
     )
 
 

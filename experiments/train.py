@@ -22,7 +22,7 @@ from absl import app, flags, logging
 import data_prep
 from experiments import configs, run_dir
 from experiments.reporting import Progress, markdown_table, write_scalars
-from fl_embed import models
+from fl_embed import export, models
 from fl_embed.evaluation import evaluate, write_metrics_json
 from fl_embed.samplers import classes_per_batch
 from fl_embed.training import (
@@ -30,7 +30,7 @@ from fl_embed.training import (
     make_train_step,
     margin_multiplier_schedule,
 )
-from fl_embed.training.checkpoints import RunCheckpoints
+from fl_embed.training.checkpoints import NonFiniteError, RunCheckpoints, check_finite
 from fl_embed.training.distributed import (
     check_batch_split,
     check_weights_agree,
@@ -58,6 +58,12 @@ flags.DEFINE_boolean(
     "show_floor",
     True,
     "Print the data set's floor (glyphs: raw pixels, ~30 s) next to the result.",
+)
+flags.DEFINE_integer(
+    "keep_exports",
+    export.KEEP_EXPORTS,
+    "SavedModel versions kept in export/ (newest first; TF Serving serves the newest).",
+    lower_bound=1,
 )
 flags.mark_flag_as_required("output_dir")
 
@@ -192,6 +198,8 @@ def train_loop(config, train_step, batches, gamma, step, checkpoints, evaluate_a
         step.assign(current)
         for name, value in terms.items():
             window.setdefault(name, []).append(float(value))
+        # A diverged step is stopped at once: its weights are never saved or exported.
+        check_finite([], current, loss=window["loss"][-1])
         if current % config.log_every == 0 or current == total:
             means = {name: sum(v) / len(v) for name, v in window.items()}
             means.update(gamma=float(gamma.numpy()), learning_rate=config.learning_rate)
@@ -200,9 +208,14 @@ def train_loop(config, train_step, batches, gamma, step, checkpoints, evaluate_a
             logging.info(progress.line(current, shown))
             window = {}
         if current % config.checkpoint_every == 0 or current == total:
-            checkpoints.save(current)
+            checkpoints.save(current, loss=window_loss(window, terms))
         if config.eval_every and current % config.eval_every == 0 and current != total:
             evaluate_at(current)
+
+
+def window_loss(window: dict, terms: dict) -> float:
+    """The loss of the step just taken (the log window may have been emptied)."""
+    return window["loss"][-1] if window.get("loss") else float(terms["loss"])
 
 
 def export_and_evaluate(config, strategy, chief: bool, model, evaluate_at):
@@ -210,9 +223,11 @@ def export_and_evaluate(config, strategy, chief: bool, model, evaluate_at):
     check of the trained weights; returns the final metrics (None on another worker)."""
     out = FLAGS.output_dir
     with chief_write_path(os.path.join(out, run_dir.EXPORT_DIR), chief) as export_dir:
-        run_dir.export_run(model, config, export_dir)
+        written = run_dir.export_run(
+            model, config, export_dir, config.train_steps, FLAGS.keep_exports
+        )
     if chief:
-        logging.info("Exported the SavedModel to %s", export_dir)
+        logging.info("Exported the SavedModel to %s", written)
     metrics = evaluate_at(config.train_steps)
     if chief:
         record = run_dir.run_record(config, strategy.num_replicas_in_sync)
@@ -268,8 +283,11 @@ def main(argv):
     rows = {}
     if config.eval_at_start and start_step == 0 and chief:
         rows["untrained model"] = evaluate_at(0)
-    train_loop(config, train_step, batches, gamma, step, checkpoints, evaluate_at)
-    metrics = export_and_evaluate(config, strategy, chief, model, evaluate_at)
+    try:
+        train_loop(config, train_step, batches, gamma, step, checkpoints, evaluate_at)
+        metrics = export_and_evaluate(config, strategy, chief, model, evaluate_at)
+    except NonFiniteError as err:
+        sys.exit(f"error: {err} Rerunning resumes from the last good checkpoint.")
     if chief:
         rows[f"{config.loss} loss, {config.train_steps} steps"] = metrics
         print_table(config, rows)

@@ -4,6 +4,7 @@ import json
 import os
 import shutil
 
+import numpy as np
 import pytest
 import tensorflow as tf
 from absl import flags
@@ -11,7 +12,12 @@ from absl import flags
 from experiments import run_dir, train
 from fl_embed import export
 from fl_embed.evaluation import evaluate
-from tests.experiments.conftest import TINY_FLAGS, run_module, train_in_process
+from tests.experiments.conftest import (
+    TINY_FLAGS,
+    run_module,
+    train_in_process,
+    train_tiny,
+)
 
 FLAGS = flags.FLAGS
 
@@ -148,3 +154,29 @@ def test_directory_of_another_run_is_refused_with_how_to_resume(
     assert "loss: 'clustering' (stored) vs 'triplet' (now)" in log
     assert f"--flagfile={out}/flags.txt" in log
     assert not os.path.exists(os.path.join(out, "checkpoints", "ckpt-3.index"))
+
+
+def test_a_diverging_run_stops_with_a_clear_error_and_saves_nothing(
+    glyph_data_dir, tmp_path
+):
+    # A learning rate of 1e38 makes the weights (or the loss) non-finite within a step or two.
+    out = str(tmp_path / "diverged")
+    code, log, _ = train_tiny(out, glyph_data_dir, "--learning_rate=1e38")
+    assert code == 1
+    assert "step " in log and ("non-finite" in log.lower() or "nan" in log.lower())
+    assert "resumes from the last good checkpoint" in log
+    checkpoints_dir = os.path.join(out, "checkpoints")
+    saved = os.listdir(checkpoints_dir) if os.path.isdir(checkpoints_dir) else []
+    for name in saved:
+        if name.endswith(".index"):
+            reader = tf.train.load_checkpoint(os.path.join(checkpoints_dir, name[:-6]))
+            for key in reader.get_variable_to_shape_map():
+                value = reader.get_tensor(key)
+                if (
+                    getattr(value, "dtype", None) is not None
+                    and value.dtype.kind == "f"
+                ):
+                    assert np.all(np.isfinite(value)), key
+    assert not os.path.isdir(os.path.join(out, "export")) or not export.export_versions(
+        os.path.join(out, "export")
+    )
