@@ -100,6 +100,21 @@ class Config:
     channels: int = _field(3, "Image channels.", flag=False)
 
 
+_GLYPHS = Config(
+    dataset="glyphs",
+    backbone="small_cnn",
+    weights=None,
+    train_steps=2000,
+    learning_rate=1e-3,
+    margin_decay_steps=200,
+    eval_every=500,
+    checkpoint_every=250,
+    image_size=32,
+    resize_to=32,
+    channels=1,
+    eval_at_start=True,
+)
+
 CONFIGS = {
     "cub200": Config(),
     "cars196": Config(dataset="cars196", train_steps=20_000),
@@ -111,38 +126,16 @@ CONFIGS = {
     ),
     # The CPU budget: the README's main job (under 10 minutes on 2 cores, training + evaluation +
     # export). Ten decays of gamma over the run, as CUB's 10k steps at the 1000-step interval.
-    "glyphs": Config(
-        dataset="glyphs",
-        backbone="small_cnn",
-        weights=None,
-        train_steps=2000,
-        learning_rate=1e-3,
-        margin_decay_steps=200,
-        eval_every=500,
-        checkpoint_every=250,
-        image_size=32,
-        resize_to=32,
-        channels=1,
-        eval_at_start=True,
-    ),
+    "glyphs": _GLYPHS,
     # The SOP regime offline (issue 17): 1,175 train classes of 5 images, C/m = 0.75 (96 classes
     # a batch, most seen once), R@{1, 10, 100}. Sized for minutes on 2 cores, ten decays of gamma.
-    "hangul": Config(
+    "hangul": dataclasses.replace(
+        _GLYPHS,
         dataset="hangul",
-        backbone="small_cnn",
-        weights=None,
         train_steps=1000,
         classes_per_batch_ratio=0.75,
-        learning_rate=1e-3,
         margin_decay_steps=100,
-        eval_every=500,
-        checkpoint_every=250,
-        log_every=50,
         ks=(1, 10, 100),
-        image_size=32,
-        resize_to=32,
-        channels=1,
-        eval_at_start=True,
     ),
 }
 

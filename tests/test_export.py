@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from data_prep.preprocess import preprocess
 from fl_embed import export
-from fl_embed.export import METADATA_FILE, export_saved_model, load_embedder
+from fl_embed.export import METADATA_FILE, export_saved_model, load_embedder, writer
 from fl_embed.models import build_embedder, preprocess_for
 from fl_embed.training.checkpoints import NonFiniteError
 
@@ -289,7 +289,7 @@ def _fail_writing_metadata(directory, metadata):
     "target, replacement, error",
     [
         (tf.saved_model, ("save", _fail_inside_saved_model_save), KeyboardInterrupt),
-        (export, ("write_metadata", _fail_writing_metadata), OSError),
+        (writer, ("write_metadata", _fail_writing_metadata), OSError),
     ],
 )
 def test_interrupted_export_leaves_the_previous_export_intact(
@@ -314,7 +314,7 @@ def test_interrupted_export_leaves_the_previous_export_intact(
 
 
 def test_interrupted_first_export_leaves_nothing_behind(tmp_path, monkeypatch):
-    monkeypatch.setattr(export, "write_metadata", _fail_writing_metadata)
+    monkeypatch.setattr(writer, "write_metadata", _fail_writing_metadata)
     with pytest.raises(OSError):
         export_saved_model(
             build_embedder("small_cnn"), str(tmp_path / "export"), **GLYPH

@@ -93,16 +93,7 @@ def r_precision(matches: np.ndarray, num_relevant: np.ndarray) -> float:
     ```
     R-precision = 1/|Q| * sum_q 1/R_q * sum_{i=1}^{R_q} rel_i(q)
     ```
-
-    Args:
-      matches: bool array [queries, >= max(num_relevant)].
-      num_relevant: int array [queries], R_q >= 1.
-
-    Returns:
-      float in [0, 1].
-
-    Raises:
-      ValueError: shapes disagree, some R_q < 1, or matches is narrower than max R_q.
+    Arguments, return value and errors as `map_at_r`.
     """
     relevant_in_top_r, r = _top_r_matches(matches, num_relevant, "r_precision")
     return float(np.mean(np.sum(relevant_in_top_r, axis=1) / r))
