@@ -194,7 +194,16 @@ def train_loop(config, train_step, batches, gamma, step, checkpoints, evaluate_a
     progress, window = Progress(total, start_step), {}
     for current in range(start_step + 1, total + 1):
         gamma.assign(gamma_at(current - 1))
-        terms = train_step(*next(batches))
+        try:
+            terms = train_step(*next(batches))
+        except tf.errors.InvalidArgumentError as err:
+            # The losses check their input: NaN embeddings mean the weights already diverged.
+            if "NaN or Inf" not in err.message:
+                raise
+            raise NonFiniteError(
+                f"step {current}: the model's embeddings hold NaN or Inf, the weights diverged "
+                "(lower the learning rate?). Nothing was saved at this step."
+            ) from err
         step.assign(current)
         for name, value in terms.items():
             window.setdefault(name, []).append(float(value))

@@ -19,6 +19,7 @@ import pytest
 import tensorflow as tf
 
 from experiments import run_dir
+from fl_embed import export
 from fl_embed.training.distributed import weights_digest
 from tests.experiments.conftest import REPO, TINY_FLAGS
 
@@ -114,7 +115,8 @@ def test_only_the_chief_writes_the_run_directory(cluster_runs):
     assert tf.train.latest_checkpoint(os.path.join(out, "checkpoints")).endswith(
         "ckpt-3"
     )
-    assert os.path.isfile(os.path.join(out, "export", "saved_model.pb"))
+    version = export.latest_export(os.path.join(out, "export"))
+    assert os.path.isfile(os.path.join(version, "saved_model.pb"))
     for name in ("run_config.json", "flags.txt", "metrics.json"):
         assert os.path.isfile(os.path.join(out, name))
     # One writer per TensorBoard folder and run (the rerun adds the chief's second file).
