@@ -11,9 +11,13 @@ from fl_embed import export
 from tests.experiments.conftest import run_module
 
 
+def _read_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
 def _recorded(out):
-    with open(os.path.join(out, "metrics.json")) as f:
-        return json.load(f)["metrics"]
+    return _read_json(os.path.join(out, "metrics.json"))["metrics"]
 
 
 def test_evaluate_a_checkpoint_gives_the_trainers_metrics(
@@ -27,8 +31,7 @@ def test_evaluate_a_checkpoint_gives_the_trainers_metrics(
         f"--data_dir={glyph_data_dir}",
         f"--output_json={output}",
     )
-    with open(output) as f:
-        record = json.load(f)
+    record = _read_json(output)
     assert record["checkpoint"].endswith("ckpt-2") and record["dataset"] == "glyphs"
     assert record["metrics"] == pytest.approx(_recorded(out), abs=1e-4)
     assert "NMI" in result.stdout and "recall@8" in result.stdout
@@ -44,8 +47,7 @@ def test_evaluate_a_saved_model(tiny_run, glyph_data_dir, tmp_path):
         f"--data_dir={glyph_data_dir}",
         f"--output_json={output}",
     )
-    with open(output) as f:
-        assert json.load(f)["metrics"] == pytest.approx(_recorded(out), abs=1e-3)
+    assert _read_json(output)["metrics"] == pytest.approx(_recorded(out), abs=1e-3)
 
 
 def test_evaluate_refuses_a_directory_without_a_run(tmp_path):
