@@ -13,6 +13,7 @@ Layout of a run directory:
 import dataclasses
 import json
 import os
+import tempfile
 from collections.abc import Callable
 from typing import Any
 
@@ -167,15 +168,55 @@ def prepare(
     Raises:
       RunConfigMismatchError: `output_dir` holds another run; the message says how to resume it.
     """
+    check_output_dir(output_dir, chief)
     flagfile = os.path.join(output_dir, FLAGS_FILE)
-    hint = f" (python -m experiments.train --flagfile={flagfile})"
     record = run_record(config, replicas)
-    resumed = check_run_config(output_dir, record, resume_hint=hint, write=chief)
-    if chief and not resumed:
-        atomic_write_text(
-            flagfile, "\n".join(configs.to_flags(config) + extra_flags) + "\n"
+    fresh = read_run_config(output_dir) is None
+    try:
+        if chief and fresh:
+            # flags.txt first: run_config.json marks a stored run, so a kill between the two
+            # leaves a fresh directory, never a stored run without its flags.txt.
+            atomic_write_text(
+                flagfile, "\n".join(configs.to_flags(config) + extra_flags) + "\n"
+            )
+        return check_run_config(
+            output_dir, record, resume_hint=_resume_hint(output_dir), write=chief
         )
-    return resumed
+    except OSError as err:
+        raise ValueError(
+            f"cannot write the run in --output_dir {output_dir}: {err.strerror or err}."
+        ) from err
+
+
+def _resume_hint(output_dir: str) -> str:
+    """How to rerun the run stored in `output_dir`, as true as the files there allow."""
+    flagfile = os.path.join(output_dir, FLAGS_FILE)
+    if os.path.isfile(flagfile):
+        return f" (python -m experiments.train --flagfile={flagfile})"
+    return (
+        f" (its settings are in {os.path.join(output_dir, RUN_CONFIG_FILE)}; it has no "
+        f"{FLAGS_FILE}, so pass them as flags)"
+    )
+
+
+def check_output_dir(output_dir: str, write: bool = True) -> None:
+    """A ValueError naming the problem when `output_dir` cannot hold a run: empty, a file, or
+    (when `write`) not creatable or not writable."""
+    if not output_dir or not output_dir.strip():
+        raise ValueError("--output_dir is empty: name the run's directory.")
+    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        raise ValueError(f"--output_dir {output_dir} is a file, not a directory.")
+    if not write:
+        return
+    try:
+        os.makedirs(output_dir, exist_ok=True)
+        # Permission bits do not tell (root ignores them; read-only mounts): try a write.
+        with tempfile.NamedTemporaryFile(dir=output_dir, prefix=".write-test-"):
+            pass
+    except OSError as err:
+        raise ValueError(
+            f"--output_dir {output_dir} is not writable: {err.strerror or err}."
+        ) from err
 
 
 def summary_writer(

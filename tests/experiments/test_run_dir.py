@@ -1,5 +1,6 @@
 """Tests of experiments/run_dir.py: refusing an output directory of another run."""
 
+import dataclasses
 import json
 import os
 
@@ -8,6 +9,7 @@ import pytest
 from experiments.run_dir import (
     RunConfigMismatchError,
     check_run_config,
+    prepare,
     read_run_config,
 )
 
@@ -124,3 +126,73 @@ def test_a_run_stored_before_the_distribution_settings_counts_as_global(tmp_path
     assert check_run_config(str(tmp_path), one_device) is True
     with pytest.raises(RunConfigMismatchError, match="'global' \\(stored\\)"):
         check_run_config(str(tmp_path), {**one_device, "cluster_loss_mode": "local"})
+
+
+def _glyph_config():
+    from experiments import configs
+
+    return configs.get_config("glyphs")
+
+
+@pytest.mark.parametrize("output_dir", ["", "   "])
+def test_an_empty_output_dir_is_refused(output_dir):
+    with pytest.raises(ValueError, match="--output_dir is empty"):
+        prepare(output_dir, _glyph_config(), 1, [])
+
+
+def test_an_output_dir_that_is_a_file_is_refused(tmp_path):
+    path = tmp_path / "a_file"
+    path.write_text("not a run")
+    with pytest.raises(ValueError, match="is a file, not a directory"):
+        prepare(str(path), _glyph_config(), 1, [])
+
+
+def test_an_output_dir_that_cannot_be_created_or_written_is_refused(
+    tmp_path, monkeypatch
+):
+    # Root ignores permission bits, so the failures a read-only parent or a read-only run give
+    # are made by the calls that would meet them.
+    def read_only(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(os, "makedirs", read_only)
+    with pytest.raises(ValueError, match="not writable: Permission denied"):
+        prepare(str(tmp_path / "new" / "run"), _glyph_config(), 1, [])
+    monkeypatch.undo()
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "NamedTemporaryFile", read_only)
+    with pytest.raises(ValueError, match="not writable: Permission denied"):
+        prepare(str(tmp_path), _glyph_config(), 1, [])
+
+
+def test_a_kill_before_the_run_config_leaves_a_fresh_directory(tmp_path, monkeypatch):
+    # flags.txt is written first: a run killed before run_config.json exists starts afresh.
+    import experiments.run_dir as run_dir_module
+
+    calls = []
+    real = run_dir_module.atomic_write_text
+
+    def killed_after_flags(path, text):
+        real(path, text)
+        calls.append(os.path.basename(path))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_dir_module, "atomic_write_text", killed_after_flags)
+    with pytest.raises(KeyboardInterrupt):
+        prepare(str(tmp_path), _glyph_config(), 1, [])
+    monkeypatch.undo()
+    assert calls == ["flags.txt"] and read_run_config(str(tmp_path)) is None
+    assert prepare(str(tmp_path), _glyph_config(), 1, []) is False  # a fresh start
+    assert prepare(str(tmp_path), _glyph_config(), 1, []) is True  # then a resume
+
+
+def test_the_resume_hint_names_flags_txt_only_when_it_exists(tmp_path):
+    config = _glyph_config()
+    prepare(str(tmp_path), config, 1, [])
+    other = dataclasses.replace(config, learning_rate=0.5)
+    with pytest.raises(RunConfigMismatchError, match="--flagfile=.*flags.txt"):
+        prepare(str(tmp_path), other, 1, [])
+    os.remove(tmp_path / "flags.txt")
+    with pytest.raises(RunConfigMismatchError, match="has no flags.txt, so pass them"):
+        prepare(str(tmp_path), other, 1, [])
