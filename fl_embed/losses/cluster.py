@@ -95,10 +95,19 @@ def _hinge(embeddings, partner, oracle_partner, gamma, margin):
     return hinge(embeddings), score_pred, score_oracle
 
 
-def _terms(embeddings, labels, gamma, options: InferenceOptions, fraction):
-    """`ClusterLossTerms` (medoids padded to m) in n = num_slots(m, fraction) slots."""
+class _Solution(NamedTuple):
+    medoids: tf.Tensor  # int32 [m], S padded with m ([K] with numpy)
+    partner: tf.Tensor  # int32 [m], j*(i): the medoid of i's cluster under g(S)
+    oracle_partner: tf.Tensor  # int32 [m], the oracle medoid of i's class (eq. 5)
+    margin: tf.Tensor
+    nmi: tf.Tensor
+
+
+def _solve(embeddings, labels, gamma, options: InferenceOptions, fraction) -> _Solution:
+    """The loss-augmented S, g(S), the oracle medoids and the margin (no gradient), in
+    n = num_slots(m, fraction) slots."""
     labels = margins_lib.dense_labels(labels)
-    distances = pairwise_distances(tf.stop_gradient(embeddings))
+    distances = pairwise_distances(embeddings)
     medoids = compiled.loss_augmented_medoids(
         distances, labels, gamma, options, fraction
     )
@@ -109,11 +118,24 @@ def _terms(embeddings, labels, gamma, options: InferenceOptions, fraction):
         nmi = 1.0 - margin
     else:
         nmi = margins_lib.score_of_ids(asg, labels, "nmi")
-    partner = tf.gather(medoids, asg)
-    loss, score_pred, score_oracle = _hinge(
-        embeddings, partner, oracle_partner, gamma, margin
+    return _Solution(medoids, tf.gather(medoids, asg), oracle_partner, margin, nmi)
+
+
+def _terms(embeddings, labels, gamma, options: InferenceOptions, fraction=None):
+    """`ClusterLossTerms` (medoids padded to m): eq. 6 at the solution of `_solve`.
+
+    The compiled solver takes no gradient (its input is stopped): differentiating through
+    XLA's slot-count switch would compile a backward program for every slot count.
+    """
+    sol = compiled.in_fewest_slots(
+        _solve, tf.stop_gradient(embeddings), labels, gamma, options, fraction
     )
-    return ClusterLossTerms(loss, score_pred, score_oracle, margin, nmi, medoids)
+    loss, score_pred, score_oracle = _hinge(
+        embeddings, sol.partner, sol.oracle_partner, gamma, sol.margin
+    )
+    return ClusterLossTerms(
+        loss, score_pred, score_oracle, sol.margin, sol.nmi, sol.medoids
+    )
 
 
 def cluster_loss_terms(
@@ -134,7 +156,11 @@ def cluster_loss_terms(
     )
     gamma = _gamma(margin_multiplier)
     labels, embeddings = check_labels_embeddings(labels, embeddings, "cluster_loss")
-    terms = compiled.in_fewest_slots(_terms, embeddings, labels, gamma, options)
+    if compiled.compiles_eagerly(options):
+        # One XLA function for the whole loss saves the eager dispatch of its small ops.
+        terms = compiled.in_fewest_slots(_terms, embeddings, labels, gamma, options)
+    else:
+        terms = _terms(embeddings, labels, gamma, options)
     return terms._replace(medoids=_used_slots(terms.medoids, embeddings))
 
 
@@ -218,7 +244,13 @@ def loss_augmented_inference(
 
 def _used_slots(medoids, embeddings) -> tf.Tensor:
     """The K medoids of S without its unused slots (index m), which all come after them."""
-    return tf.boolean_mask(medoids, medoids < tf.shape(embeddings)[0])
+    if (
+        tf.executing_eagerly()
+    ):  # a slice of known length: ~1 ms less than a mask eagerly
+        values = medoids.numpy()
+        return tf.constant(values[values < embeddings.shape[0]])
+    used = tf.reduce_sum(tf.cast(medoids < tf.shape(embeddings)[0], tf.int32))
+    return medoids[:used]
 
 
 @keras.saving.register_keras_serializable(package="fl_embed")

@@ -145,24 +145,34 @@ def _compiled(fn: Callable, options: InferenceOptions, fraction, jit: bool):
     return _JIT_CACHE[key]
 
 
+def compiles_eagerly(options: InferenceOptions) -> bool:
+    """Whether `in_fewest_slots` makes the function it runs one XLA program right now."""
+    return options.backend == "xla" and tf.executing_eagerly()
+
+
 def in_fewest_slots(
-    solve: Callable, embeddings, labels, gamma, options: InferenceOptions
+    solve: Callable,
+    embeddings,
+    labels,
+    gamma,
+    options: InferenceOptions,
+    fraction=None,
 ):
     """`solve(embeddings, labels, gamma, options, fraction)` in the fewest slots that hold the
     batch's classes, compiled by XLA with the "xla" backend.
 
-    Eagerly, with "xla", the whole of `solve` is one cached `jit_compile=True` function (which
-    saves the eager dispatch of the small ops around the inference), and the fraction is chosen
-    here from the concrete labels, so only the sizes used are compiled. In a graph, a
-    `tf.switch_case` over the fractions picks it at run time. The numpy backend has no slots
-    (fraction 1).
+    `fraction` is the slot fraction when the caller knows it (a Python int). Eagerly, with
+    "xla", it is chosen here from the concrete labels, so only the sizes used are compiled. In a
+    graph, a `tf.switch_case` over the fractions picks it at run time. The numpy backend has no
+    slots (fraction 1).
     """
     jit = options.backend == "xla"
     if options.backend == "numpy":
         return _compiled(solve, options, 1, jit)(embeddings, labels, gamma)
-    if jit and tf.executing_eagerly():
+    if fraction is None and compiles_eagerly(options):
         num_classes = np.unique(labels.numpy()).size
         fraction = _fraction_for(int(labels.shape[0]), num_classes)
+    if fraction is not None:
         return _compiled(solve, options, fraction, jit)(embeddings, labels, gamma)
     fractions = _fractions(embeddings.shape[0])
     if len(fractions) == 1:
