@@ -161,7 +161,7 @@ def cluster_loss_terms(
         terms = compiled.in_fewest_slots(_terms, embeddings, labels, gamma, options)
     else:
         terms = _terms(embeddings, labels, gamma, options)
-    return terms._replace(medoids=_used_slots(terms.medoids, embeddings))
+    return terms._replace(medoids=_used_slots(terms.medoids, labels))
 
 
 def cluster_loss(
@@ -239,18 +239,19 @@ def loss_augmented_inference(
     medoids = compiled.in_fewest_slots(
         compiled.inference, embeddings, labels, gamma, options
     )
-    return _used_slots(medoids, embeddings)
+    return _used_slots(medoids, labels)
 
 
-def _used_slots(medoids, embeddings) -> tf.Tensor:
+def _used_slots(medoids, labels) -> tf.Tensor:
     """The K medoids of S without its unused slots (index m), which all come after them."""
     if (
         tf.executing_eagerly()
     ):  # a slice of known length: ~1 ms less than a mask eagerly
-        values = medoids.numpy()
-        return tf.constant(values[values < embeddings.shape[0]])
-    used = tf.reduce_sum(tf.cast(medoids < tf.shape(embeddings)[0], tf.int32))
-    return medoids[:used]
+        return medoids[: np.unique(labels.numpy()).size]
+    # K from the labels, not from the medoids: a slice whose size XLA must know when it compiles
+    # would otherwise depend on the data and recompile the program on every call.
+    first = tf.equal(margins_lib.dense_labels(labels), tf.range(tf.shape(labels)[0]))
+    return medoids[: tf.reduce_sum(tf.cast(first, tf.int32))]
 
 
 @keras.saving.register_keras_serializable(package="fl_embed")
