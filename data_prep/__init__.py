@@ -18,6 +18,7 @@ from fl_embed.samplers import (
     ClassRatioSampler,
     class_ratio_dataset,
     labels_of,
+    positions_of_classes,
     source_lookup,
     tensor_lookup,
 )
@@ -34,6 +35,8 @@ __all__ = [
     "class_ratio_batches",
     "floor_metrics",
     "load",
+    "train_classes",
+    "validation_split",
 ]
 
 
@@ -41,6 +44,65 @@ def _check_name(name: str) -> None:
     """Raises ValueError for a name that is not one of `NAMES`."""
     if name not in NAMES:
         raise ValueError(f"Unknown data set {name!r}; use one of {list(NAMES)}.")
+
+
+def train_classes(name: str) -> np.ndarray:
+    """Class ids of the train split, increasing (every set trains on its first classes).
+
+    Raises:
+      ValueError: unknown name.
+    """
+    _check_name(name)
+    if name in SHIPPED_SETS:
+        from data_prep.glyphs import storage
+
+        shipped = importlib.import_module(f"data_prep.{name}")
+        return storage.split_classes(shipped.NUM_CLASSES, "train").astype(np.int64)
+    return np.arange(*paper_sets.get_spec(name).class_range("train"), dtype=np.int64)
+
+
+def validation_split(name: str, fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """The train classes split class-disjointly for tuning: (fit classes, validation classes).
+
+    The last `fraction` of the train classes validate and the rest train, so a setting is chosen
+    on classes its run never trained on and the test classes are never read ("A Metric Learning
+    Reality Check", Musgrave et al. 2020, section 3).
+
+    Args:
+      name: a data set of `NAMES`.
+      fraction: share of the train classes held out, in (0, 1); at least 2 classes each side.
+
+    Returns:
+      (fit class ids, validation class ids), int64, increasing.
+
+    Raises:
+      ValueError: unknown name, or a fraction leaving fewer than 2 classes on a side.
+    """
+    classes = train_classes(name)
+    held_out = round(fraction * classes.size)
+    if not 0.0 < fraction < 1.0 or held_out < 2 or classes.size - held_out < 2:
+        raise ValueError(
+            f"validation fraction {fraction} of {name}'s {classes.size} train classes leaves "
+            f"{held_out} to validate and {classes.size - held_out} to train; each needs at least 2."
+        )
+    return classes[:-held_out], classes[-held_out:]
+
+
+def _keep_classes(ds: tf.data.Dataset, classes) -> tf.data.Dataset:
+    """The (image, label) examples of `ds` whose label is one of `classes`."""
+    wanted = tf.constant(np.asarray(classes, dtype=np.int64))
+    return ds.filter(lambda image, label: tf.reduce_any(tf.equal(label, wanted)))
+
+
+def _check_classes_in_split(name: str, split: str, classes) -> None:
+    """Raises ValueError unless `classes` are train classes and `split` is 'train'."""
+    if classes is None:
+        return
+    if split != "train":
+        raise ValueError(
+            f"classes= picks train classes for tuning; the {split!r} split has none of them."
+        )
+    positions_of_classes(train_classes(name), classes)
 
 
 def _load_shipped(
@@ -95,6 +157,13 @@ def _indexed_train_split(
     return labels, lambda index: read(tf.gather(position_table, index))
 
 
+def _restricted(labels: np.ndarray, lookup, classes):
+    """(labels, lookup) of the examples of `classes` only, looked up at their old positions."""
+    positions = positions_of_classes(labels, classes)
+    table = tf.constant(positions)
+    return labels[positions], lambda index: lookup(tf.gather(table, index))
+
+
 def load(
     name: str,
     split: str,
@@ -105,6 +174,7 @@ def load(
     seed: int | None = None,
     scaling: str = "inception",
     shuffle_buffer: int = 2048,
+    classes=None,
 ) -> tf.data.Dataset:
     """Preprocessed (image, label) examples of a paper data set or the glyph set.
 
@@ -122,6 +192,8 @@ def load(
       seed: seed of shuffling and augmentation; None for fresh randomness.
       scaling: pixel scaling of the backbone ('inception' -> [-1, 1], 'unit', 'raw').
       shuffle_buffer: examples in the shuffle buffer when training.
+      classes: None for the whole split; else train class ids to keep (the split must be
+        'train'), e.g. the validation classes of `validation_split`.
 
     Returns:
       Dataset of (image float32 [227, 227, 3], label int64 []) for paper sets, parallel-mapped
@@ -133,14 +205,18 @@ def load(
     """
     _check_name(name)
     paper_sets.check_split(split)
+    _check_classes_in_split(name, split, classes)
     training = split == "train" if training is None else bool(training)
     if name in SHIPPED_SETS:
-        return _load_shipped(name, split, data_dir, training, seed)
+        ds = _load_shipped(name, split, data_dir, training, seed)
+        return ds if classes is None else _keep_classes(ds, classes)
     preprocess.check_scaling(scaling)
     # Shuffle encoded images (small), decode after: the buffer never holds decoded pictures.
     ds = paper_sets.examples(
         name, split, data_dir, download, manual_dir, decode_images=False
     )
+    if classes is not None:
+        ds = _keep_classes(ds, classes)
     if training:
         ds = _with_seeds(ds.shuffle(shuffle_buffer, seed=seed), seed)
         ds = ds.map(
@@ -168,6 +244,7 @@ def class_ratio_batches(
     sub_batches: int = 1,
     input_context: tf.distribute.InputContext | None = None,
     augment: bool = True,
+    classes=None,
 ) -> tf.data.Dataset:
     """Training batches of section 3.5: m examples from exactly C = round(ratio * m) train classes.
 
@@ -189,6 +266,8 @@ def class_ratio_batches(
         `fl_embed.samplers.ClassRatioSampler` and `class_ratio_dataset`.
       augment: random augmentation (paper sets: random crop and mirror, else the centre crop;
         glyphs: `data_prep.glyphs.augment`).
+      classes: None for every train class; else the train class ids to sample from, e.g. the
+        fit classes of `validation_split`.
 
     Returns:
       Dataset of (images float32 [m, 227, 227, 3], labels int64 [m]); with an `input_context`,
@@ -198,6 +277,7 @@ def class_ratio_batches(
       ValueError: unknown name, bad batch_size / ratio (see `classes_per_batch`).
       DataSetNotFoundError: the data is not in data_dir and could not be prepared.
     """
+    _check_classes_in_split(name, "train", classes)
     if name in SHIPPED_SETS:
         shipped = importlib.import_module(f"data_prep.{name}")
         ratio = shipped.DEFAULT_RATIO if ratio is None else ratio
@@ -209,11 +289,14 @@ def class_ratio_batches(
             num_batches=num_batches,
             sub_batches=sub_batches,
             input_context=input_context,
+            classes=classes,
         )
     spec = paper_sets.get_spec(name)
     preprocess.check_scaling(scaling)
     ratio = spec.ratio if ratio is None else ratio
     labels, lookup = _indexed_train_split(name, data_dir, download, manual_dir)
+    if classes is not None:
+        labels, lookup = _restricted(labels, lookup, classes)
     sampler = ClassRatioSampler(
         labels, batch_size=batch_size, ratio=ratio, seed=seed, sub_batches=sub_batches
     )

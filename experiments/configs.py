@@ -9,22 +9,38 @@ the data set's value, so every setting is written once, here.
 """
 
 import dataclasses
+import inspect
 from typing import Any
 
 from absl import flags
 
 from fl_embed import models
 from fl_embed.losses.cluster import INFERENCE_BACKENDS
-from fl_embed.losses.registry import LOSS_NAMES
+from fl_embed.losses.registry import LOSS_NAMES, LOSSES, get_loss
 from fl_embed.samplers import classes_per_batch
 from fl_embed.training.distributed import CLUSTER_LOSS_MODES, STRATEGIES
 
 
 def _field(default, help: str, flag: bool = True, **options):
-    """A `Config` field with its flag's help text; options: choices, lower_bound, unit_interval."""
+    """A `Config` field with its flag's help text; options: choices, lower_bound, unit_interval
+    ((0, 1]), fraction ([0, 1))."""
     return dataclasses.field(
         default=default, metadata={"help": help, "flag": flag, **options}
     )
+
+
+def _knob_default(knob: str) -> float:
+    """A loss knob's default, read from the loss functions that take it (they must agree)."""
+    defaults = {
+        inspect.signature(spec.fn).parameters[knob].default
+        for spec in LOSSES.values()
+        if knob in spec.knobs
+    }
+    if len(defaults) != 1:
+        raise ValueError(
+            f"The losses taking {knob!r} disagree on its default: {defaults}"
+        )
+    return defaults.pop()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +74,24 @@ class Config:
     margin_decay_steps: int = _field(
         1000, "Steps between two decays of gamma.", lower_bound=1
     )
+    # The baselines' knobs (fl_embed.losses.registry: every knob of a loss is a field).
+    margin: float = _field(
+        _knob_default("margin"),
+        "Margin of the triplet and lifted structure losses (eqs. 1, 2).",
+        lower_bound=0.0,
+    )
+    reg_lambda: float = _field(
+        _knob_default("reg_lambda"),
+        "N-pairs loss: weight lambda of the embedding-norm penalty (eq. 3).",
+        lower_bound=0.0,
+    )
     augment: bool = _field(True, "Random augmentation of training images.")
+    validation_fraction: float = _field(
+        0.0,
+        "Tuning: hold out this last share of the train classes, train on the others and "
+        "evaluate on the held-out ones (the test split is never read); 0: a normal run.",
+        fraction=True,
+    )
     # XLA-compiled on its own inside the graph step: ~3 ms of a glyph step at m = 128 against
     # ~20 ms as a plain graph (experiments/bench_train_step.py).
     cluster_inference: str = _field(
@@ -189,6 +222,13 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
             flags.DEFINE_float(name, None, text, flag_values=flag_values, **bound)
         else:
             flags.DEFINE_string(name, None, text, flag_values)
+        if meta.get("fraction"):
+            flags.register_validator(
+                name,
+                lambda value: value is None or 0.0 <= value < 1.0,
+                message=f"--{name} must be in [0, 1).",
+                flag_values=flag_values,
+            )
         if meta.get("unit_interval"):
             flags.register_validator(
                 name,
@@ -237,3 +277,8 @@ def to_flags(config: Config) -> list[str]:
         else:
             lines.append(f"--{name}={'none' if value is None else value}")
     return lines
+
+
+def loss_knobs(config: Config) -> dict[str, Any]:
+    """The knobs of the config's loss with their values (gamma's initial value included)."""
+    return {knob: getattr(config, knob) for knob in get_loss(config.loss).knobs}

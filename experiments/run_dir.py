@@ -53,7 +53,13 @@ RESUMABLE_FIELDS = frozenset(
     }
 )
 # Settings added after runs were first stored, with the value an older run_config.json means.
-ADDED_FIELD_DEFAULTS = {"cluster_loss_mode": "global", "loss_sub_batches": 1}
+ADDED_FIELD_DEFAULTS = {
+    "cluster_loss_mode": "global",
+    "loss_sub_batches": 1,
+    "margin": 1.0,
+    "reg_lambda": 0.002,
+    "validation_fraction": 0.0,
+}
 
 
 class RunConfigMismatchError(ValueError):
@@ -330,6 +336,20 @@ def load_run(path: str) -> tuple[configs.Config, keras.Model, str]:
     return config, model, restore_model(model, path)
 
 
+def tuning_classes(config: configs.Config) -> tuple[Any, Any]:
+    """(classes a run trains on, classes it is evaluated on): (None, None) for all train classes
+    and the test split; with `validation_fraction`, the class-disjoint halves of the train split."""
+    if not config.validation_fraction:
+        return None, None
+    return data_prep.validation_split(config.dataset, config.validation_fraction)
+
+
+def eval_split(config: configs.Config) -> tuple[str, Any]:
+    """(split, classes) a run is evaluated on: the test split, or its validation classes."""
+    validation = tuning_classes(config)[1]
+    return ("test", None) if validation is None else ("train", validation)
+
+
 def train_batches(
     config: configs.Config,
     start_step: int,
@@ -365,6 +385,7 @@ def train_batches(
         augment=config.augment,
         sub_batches=sub_batches,
         input_context=input_context,
+        classes=tuning_classes(config)[0],
     )
 
 
@@ -382,10 +403,17 @@ def embed_split(
     split: str = "test",
     data_dir: str | None = None,
     batch_size: int = 256,
+    classes=None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(embeddings [n, d], labels [n]) of a whole split, unaugmented, in a fixed order."""
+    """(embeddings [n, d], labels [n]) of a whole split (or of its `classes`), unaugmented, in a
+    fixed order."""
     examples = data_prep.load(
-        dataset, split, data_dir=data_dir, training=False, scaling="raw"
+        dataset,
+        split,
+        data_dir=data_dir,
+        training=False,
+        scaling="raw",
+        classes=classes,
     )
     return embed_dataset(embed, examples, batch_size)
 

@@ -65,6 +65,11 @@ flags.DEFINE_integer(
     "SavedModel versions kept in export/ (newest first; TF Serving serves the newest).",
     lower_bound=1,
 )
+flags.DEFINE_boolean(
+    "export",
+    True,
+    "Write the SavedModel at the end (the comparison's tuning trials skip it).",
+)
 flags.mark_flag_as_required("output_dir")
 
 
@@ -118,19 +123,29 @@ def chief_evaluator(model, config: configs.Config, chief: bool):
     """
     embed = run_dir.embed_fn(model, config.backbone)
     writer = run_dir.summary_writer(FLAGS.output_dir, "eval", chief)
+    split, classes = run_dir.eval_split(config)
 
     def evaluate_at(step: int) -> dict[str, float] | None:
         if not chief:
             return None
         start = time.monotonic()
         embeddings, labels = run_dir.embed_split(
-            embed, config.dataset, "test", FLAGS.data_dir, FLAGS.eval_batch_size
+            embed,
+            config.dataset,
+            split,
+            FLAGS.data_dir,
+            FLAGS.eval_batch_size,
+            classes,
         )
         metrics = evaluate(embeddings, labels, ks=config.ks, seed=config.seed)
         write_scalars(writer, step, metrics)
         shown = ", ".join(f"{k} {100 * v:.2f}" for k, v in metrics.items())
         logging.info(
-            "eval at step %d (%.0fs): %s", step, time.monotonic() - start, shown
+            "eval at step %d on the %s (%.0fs): %s",
+            step,
+            "test split" if classes is None else f"{len(classes)} validation classes",
+            time.monotonic() - start,
+            shown,
         )
         return metrics
 
@@ -231,12 +246,14 @@ def export_and_evaluate(config, strategy, chief: bool, model, evaluate_at):
     """The SavedModel, the final evaluation and metrics.json (on the chief), then the workers'
     check of the trained weights; returns the final metrics (None on another worker)."""
     out = FLAGS.output_dir
-    with chief_write_path(os.path.join(out, run_dir.EXPORT_DIR), chief) as export_dir:
-        written = run_dir.export_run(
-            model, config, export_dir, config.train_steps, FLAGS.keep_exports
-        )
-    if chief:
-        logging.info("Exported the SavedModel to %s", written)
+    if FLAGS.export:
+        export_dir = os.path.join(out, run_dir.EXPORT_DIR)
+        with chief_write_path(export_dir, chief) as export_dir:
+            written = run_dir.export_run(
+                model, config, export_dir, config.train_steps, FLAGS.keep_exports
+            )
+        if chief:
+            logging.info("Exported the SavedModel to %s", written)
     metrics = evaluate_at(config.train_steps)
     if chief:
         record = run_dir.run_record(config, strategy.num_replicas_in_sync)
@@ -252,14 +269,16 @@ def export_and_evaluate(config, strategy, chief: bool, model, evaluate_at):
 
 def print_table(config: configs.Config, rows: dict) -> None:
     """The final metrics, after the data set's floor when asked for, as a Markdown table."""
+    validating = config.validation_fraction > 0
     floor = (
         data_prep.floor_metrics(config.dataset, seed=config.seed)
-        if FLAGS.show_floor
+        if FLAGS.show_floor and not validating
         else None
     )
     if floor is not None:
         rows = {"raw pixels (floor)": floor, **rows}
-    print(f"\n{config.dataset} test split, {len(rows)} embeddings compared:\n")
+    shown = "validation classes" if validating else "test split"
+    print(f"\n{config.dataset} {shown}, {len(rows)} embeddings compared:\n")
     print(markdown_table(rows, config.ks))
 
 
@@ -287,6 +306,7 @@ def main(argv):
         config.cluster_inference,
         strategy,
         config.cluster_loss_mode,
+        configs.loss_knobs(config),
     )
     evaluate_at = chief_evaluator(model, config, chief)
     rows = {}

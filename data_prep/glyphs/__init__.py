@@ -162,6 +162,7 @@ def class_ratio_batches(
     num_batches: int | None = None,
     sub_batches: int = 1,
     input_context=None,
+    classes=None,
 ):
     """Training batches of section 3.5 from the glyph train split: m examples, exactly C classes.
 
@@ -176,6 +177,7 @@ def class_ratio_batches(
         num_batches: batches per iteration; None for an endless stream.
         sub_batches, input_context: batches split across replicas, see
             `fl_embed.samplers.ClassRatioSampler` and `class_ratio_dataset`.
+        classes: None for every train class; else the train class ids to sample from.
 
     Returns:
         tf.data.Dataset of (images uint8 [m, 32, 32, 1], labels int64 [m]); with an
@@ -186,6 +188,11 @@ def class_ratio_batches(
             batch that does not split across the replicas.
     """
     images, labels = load_arrays("train")
+    if classes is not None:
+        from fl_embed.samplers import positions_of_classes
+
+        kept = positions_of_classes(labels, classes)
+        images, labels = images[kept], labels[kept]
     return array_batches(
         images,
         labels,

@@ -86,6 +86,7 @@ def class_ratio_batches(
     num_batches: int | None = None,
     sub_batches: int = 1,
     input_context=None,
+    classes=None,
 ):
     """Training batches of section 3.5 from the Hangul train split: m examples, exactly C classes.
 
@@ -95,6 +96,7 @@ def class_ratio_batches(
             per batch of 128, most of them seen once).
         seed, augment, num_batches, sub_batches, input_context: as in
             `data_prep.glyphs.class_ratio_batches`.
+        classes: None for every train class; else the train class ids to sample from.
 
     Returns:
         tf.data.Dataset of (images uint8 [m, 32, 32, 1], labels int64 [m]).
@@ -105,6 +107,11 @@ def class_ratio_batches(
     from data_prep import glyphs
 
     images, labels = load_arrays("train")
+    if classes is not None:
+        from fl_embed.samplers import positions_of_classes
+
+        kept = positions_of_classes(labels, classes)
+        images, labels = images[kept], labels[kept]
     return glyphs.array_batches(
         images,
         labels,

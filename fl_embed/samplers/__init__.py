@@ -7,6 +7,7 @@ from fl_embed.samplers.class_ratio import (
     ClassRatioSampler,
     check_sub_batches,
     classes_per_batch,
+    positions_of_classes,
 )
 from fl_embed.samplers.tf_data import (
     class_ratio_dataset,
@@ -23,6 +24,7 @@ __all__ = [
     "classes_per_batch",
     "labels_of",
     "pipeline_rows",
+    "positions_of_classes",
     "source_lookup",
     "tensor_lookup",
 ]

@@ -282,6 +282,41 @@ class ClassRatioSampler:
         return drawn, queue
 
 
+def positions_of_classes(labels, classes) -> np.ndarray:
+    """Positions of the examples whose class is one of `classes` (a class-disjoint subset).
+
+    Tuning trains on some classes of a split and validates on the others; both halves are drawn
+    from the same arrays by these positions.
+
+    Args:
+      labels: int array [n], the class of example i at position i.
+      classes: int array-like [k] of distinct class ids, each present in `labels`.
+
+    Returns:
+      int64 [n_kept] positions in increasing order.
+
+    Raises:
+      ValueError: `classes` is empty, repeats an id, or names a class `labels` lacks.
+    """
+    labels = np.asarray(labels)
+    classes = np.asarray(classes)
+    if classes.ndim != 1 or classes.size == 0:
+        raise ValueError(
+            f"classes must be a non-empty 1-D list of ids, got shape {classes.shape}."
+        )
+    if not np.issubdtype(classes.dtype, np.integer):
+        raise ValueError(f"classes must be integer ids, got dtype {classes.dtype}.")
+    if np.unique(classes).size != classes.size:
+        raise ValueError("classes repeats a class id.")
+    missing = np.setdiff1d(classes, labels)
+    if missing.size:
+        raise ValueError(
+            f"{missing.size} of the {classes.size} classes asked for have no examples in this "
+            f"split, e.g. {missing[:5].tolist()}."
+        )
+    return np.flatnonzero(np.isin(labels, classes)).astype(np.int64)
+
+
 def _index_by_class(labels) -> dict[int, np.ndarray]:
     """Maps each class to the positions of its examples.
 

@@ -25,18 +25,24 @@ from fl_embed.training.distributed import average_across_replicas, check_mode
 
 
 def loss_kwargs(
-    name: str, margin_multiplier, cluster_inference: str | None = None
+    name: str,
+    margin_multiplier,
+    cluster_inference: str | None = None,
+    knobs: dict | None = None,
 ) -> dict:
-    """The step's arguments that the loss `name` takes: gamma and the inference backend.
+    """The step's arguments that the loss `name` takes: gamma, the inference backend, its knobs.
 
     The step decays gamma (eq. 6) for every loss; only a loss whose function has a
-    `margin_multiplier` (or `inference`) argument receives it, so the baselines get neither.
+    `margin_multiplier` (or `inference`, or a knob's) argument receives it, so the baselines get
+    neither gamma nor the backend, and each loss only its own knobs.
 
     Args:
       name: a key of `fl_embed.losses.registry.LOSSES`.
       margin_multiplier: gamma (float or scalar Variable).
       cluster_inference: backend of the loss-augmented inference ("xla", "graph", "numpy"; see
         `fl_embed.losses.cluster_loss`); None for the loss's own default.
+      knobs: {knob: value} of the registry's knobs (e.g. triplet `margin`, N-pairs
+        `reg_lambda`); None for the losses' defaults. Gamma is `margin_multiplier`'s.
 
     Returns:
       Keyword arguments for `fl_embed.losses.registry.loss_terms(name, ...)`.
@@ -44,7 +50,10 @@ def loss_kwargs(
     Raises:
       ValueError: unknown loss name, naming the choices.
     """
-    offered = {"margin_multiplier": margin_multiplier}
+    offered = {
+        **{k: v for k, v in (knobs or {}).items() if k != "margin_multiplier"},
+        "margin_multiplier": margin_multiplier,
+    }
     if cluster_inference is not None:
         offered["inference"] = cluster_inference
     accepted = inspect.signature(get_loss(name).fn).parameters
@@ -71,6 +80,7 @@ def replica_loss_terms(
     margin_multiplier,
     mode: str = "global",
     cluster_inference: str | None = None,
+    knobs: dict | None = None,
 ) -> dict[str, tf.Tensor]:
     """The loss terms of one replica's share of a batch, inside `strategy.run`.
 
@@ -92,6 +102,7 @@ def replica_loss_terms(
       margin_multiplier: gamma of the clustering loss (float or scalar Variable).
       mode: "global" or "local".
       cluster_inference: backend of the clustering loss's inference, see `loss_kwargs`.
+      knobs: the loss's knobs, see `loss_kwargs`.
 
     Returns:
       {"loss": scalar, ...}: the registry's terms, each scaled as described above.
@@ -100,7 +111,7 @@ def replica_loss_terms(
       ValueError: unknown loss name or mode.
     """
     check_mode(mode)
-    kwargs = loss_kwargs(name, margin_multiplier, cluster_inference)
+    kwargs = loss_kwargs(name, margin_multiplier, cluster_inference, knobs)
     context = tf.distribute.get_replica_context()
     replicas = context.num_replicas_in_sync
     if replicas == 1:
@@ -139,6 +150,7 @@ def make_train_step(
     cluster_inference: str | None = None,
     strategy: tf.distribute.Strategy | None = None,
     mode: str = "global",
+    knobs: dict | None = None,
 ) -> Callable[[tf.Tensor, tf.Tensor], dict[str, tf.Tensor]]:
     """A compiled step: embed a batch, compute the loss, apply one optimizer update.
 
@@ -158,6 +170,7 @@ def make_train_step(
       cluster_inference: backend of the clustering loss's inference, see `loss_kwargs`.
       strategy: the `tf.distribute` strategy; None for the current one (by default one device).
       mode: "global" or "local", see `replica_loss_terms`.
+      knobs: the loss's knobs (e.g. {"margin": 0.2}), see `loss_kwargs`.
 
     Returns:
       step(images, labels) -> the loss terms (scalar Tensors), summed over the replicas (the
@@ -187,6 +200,7 @@ def make_train_step(
                 margin_multiplier,
                 mode,
                 cluster_inference,
+                knobs,
             )
         gradients = tape.gradient(terms["loss"], model.trainable_variables)
         optimizer.apply_gradients(zip(gradients, model.trainable_variables))

@@ -66,3 +66,26 @@ def test_the_paper_values_are_the_defaults():
     assert configs.get_config("sop").classes_per_batch_ratio == 0.75
     with pytest.raises(ValueError, match="cub200, cars196, sop, glyphs"):
         configs.get_config("mnist")
+
+
+def test_every_loss_knob_is_a_setting_defaulting_to_the_loss_functions_own():
+    import inspect
+
+    from fl_embed.losses.registry import LOSSES
+
+    config = configs.get_config("glyphs")
+    for name, spec in LOSSES.items():
+        parameters = inspect.signature(spec.fn).parameters
+        for knob in spec.knobs:
+            assert knob in configs.FLAG_FIELDS, (name, knob)
+            if knob != "margin_multiplier":  # gamma's initial value is the config's own
+                assert getattr(configs.Config(), knob) == parameters[knob].default
+        assert configs.loss_knobs(dataclasses.replace(config, loss=name)).keys() == set(
+            spec.knobs
+        )
+
+
+@pytest.mark.parametrize("value", ["1.0", "-0.1", "1.5"])
+def test_a_validation_fraction_outside_0_1_is_a_usage_error(flag_values, value):
+    with pytest.raises(flags.IllegalFlagValueError, match="validation_fraction"):
+        flag_values(["train", f"--validation_fraction={value}"])

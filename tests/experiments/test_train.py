@@ -173,3 +173,39 @@ def test_a_diverging_run_stops_with_a_clear_error_and_saves_nothing(
     assert not os.path.isdir(os.path.join(out, "export")) or not export.export_versions(
         os.path.join(out, "export")
     )
+
+
+def test_a_tuning_run_trains_and_evaluates_on_train_classes_only(
+    tmp_path, glyph_data_dir, monkeypatch
+):
+    """--validation_fraction: batches from the fit classes, evaluation on the held-out ones,
+    and the test split is never opened (issue 15)."""
+    import data_prep
+
+    loads, samples = [], []
+    real_load, real_batches = data_prep.load, data_prep.class_ratio_batches
+
+    def load(name, split, *args, **kwargs):
+        loads.append((split, kwargs.get("classes")))
+        return real_load(name, split, *args, **kwargs)
+
+    def batches(*args, **kwargs):
+        samples.append(kwargs.get("classes"))
+        return real_batches(*args, **kwargs)
+
+    monkeypatch.setattr(data_prep, "load", load)
+    monkeypatch.setattr(data_prep, "class_ratio_batches", batches)
+    out = str(tmp_path / "trial")
+    code, log, stdout = train_tiny(
+        out, glyph_data_dir, "--validation_fraction=0.25", "--noexport"
+    )
+    assert code == 0, log[-3000:]
+    fit, validation = data_prep.validation_split("glyphs", 0.25)
+    assert [split for split, _ in loads] == ["train"]
+    np.testing.assert_array_equal(loads[0][1], validation)
+    assert len(samples) == 1
+    np.testing.assert_array_equal(samples[0], fit)
+    assert "20 validation classes" in log and "glyphs validation classes" in stdout
+    assert not os.path.exists(os.path.join(out, "export"))
+    with open(os.path.join(out, "metrics.json")) as f:
+        assert json.load(f)["validation_fraction"] == 0.25

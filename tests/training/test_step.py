@@ -68,6 +68,36 @@ def test_only_the_clustering_loss_gets_gamma_and_the_inference_backend():
         assert loss_kwargs(name, gamma, "numpy") == {}
 
 
+def test_each_loss_gets_only_its_own_knobs():
+    knobs = {"margin": 0.3, "reg_lambda": 0.05, "margin_multiplier": 7.0}
+    assert loss_kwargs("triplet", 2.0, knobs=knobs) == {"margin": 0.3}
+    assert loss_kwargs("lifted", 2.0, knobs=knobs) == {"margin": 0.3}
+    assert loss_kwargs("npairs", 2.0, knobs=knobs) == {"reg_lambda": 0.05}
+    # gamma is the step's (decayed) variable, never the knob's initial value.
+    assert loss_kwargs("clustering", 2.0, knobs=knobs) == {"margin_multiplier": 2.0}
+
+
+@pytest.mark.parametrize(
+    "name, knob, value", [("triplet", "margin", 0.05), ("npairs", "reg_lambda", 0.5)]
+)
+def test_the_step_trains_with_the_knob_it_is_given(name, knob, value):
+    labels, _ = _batch(3)
+    images = tf.constant(np.random.default_rng(3).uniform(size=(24, 5)), tf.float32)
+    model = keras.Sequential(
+        [keras.Input((5,)), keras.layers.Dense(8), keras.layers.UnitNormalization()]
+    )
+    step = make_train_step(
+        model, keras.optimizers.RMSprop(0.0), name, 1.0, knobs={knob: value}
+    )
+    got = float(step(images, labels)["loss"])
+    embeddings = model(images, training=True)
+    fn = registry.get_loss(name).fn
+    assert got == pytest.approx(
+        float(fn(labels, embeddings, **{knob: value})), rel=1e-5
+    )
+    assert got != pytest.approx(float(fn(labels, embeddings)), rel=1e-3)
+
+
 def test_train_step_updates_weights_and_reads_the_gamma_variable():
     labels, _ = _batch(2)
     images = tf.constant(np.random.default_rng(2).uniform(size=(24, 5)), tf.float32)
