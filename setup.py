@@ -31,6 +31,11 @@ setup(
         # glyph renderer (data_prep.glyphs.render) uses.
         "matplotlib>=3.7",
         "pillow>=10",
+        # The comparison's tuning (experiments/tuning.py): TPE search, trials kept in SQLite.
+        "optuna>=3.4",
+        # Confidence intervals and Welch's test (fl_embed.evaluation.statistics); scikit-learn
+        # already depends on it.
+        "scipy>=1.10",
     ],
     extras_require={
         "cpu": [f"tensorflow-cpu=={TF_VERSION}"],

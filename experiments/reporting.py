@@ -8,6 +8,8 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
+from fl_embed.evaluation.statistics import confidence_interval
+
 # `tf.summary.scalar` lives in the `tensorboard` package, which `tensorflow-cpu` does not install;
 # `tf.summary.write` with the scalars plugin's metadata writes the same event records.
 _SCALAR_METADATA = summary_pb2.SummaryMetadata(
@@ -85,10 +87,14 @@ class Progress:
         return " | ".join(parts)
 
 
+SPREADS = ("std", "ci95")
+_TITLES = {"nmi": "NMI", "map@r": "MAP@R", "r_precision": "R-precision"}
+
+
 def _title(key: str, paper: bool) -> str:
     """NMI, and R@K as the paper writes Recall@K; without `paper` every other metric keeps its key."""
-    if key == "nmi":
-        return "NMI"
+    if key == "nmi" or (paper and key in _TITLES):
+        return _TITLES[key]
     if paper and key.startswith("recall@"):
         return "R@" + key.removeprefix("recall@")
     return key
@@ -97,36 +103,52 @@ def _title(key: str, paper: bool) -> str:
 def markdown_table(
     rows: dict[str, dict[str, float] | list[dict[str, float]]],
     ks: Sequence[int] | None = None,
+    spread: str = "std",
+    extra: Sequence[str] = (),
 ) -> str:
     """A Markdown table of metrics in percent with two decimals, one row per name.
 
     Args:
       rows: row name -> an `fl_embed.evaluation.evaluate` dict (fractions), or a list of them
-        (one per seed), shown as "mean ± spread", the spread being the sample standard
-        deviation (0 for a single seed).
+        (one per seed), shown as "mean ± spread" (a spread of 0 for a single seed).
       ks: the Recall@K columns after NMI, titled as the paper's tables (R@K); None for every
         metric of the first row, in its order, titled by its key (NMI aside).
+      spread: for lists, "std" (the sample standard deviation) or "ci95" (the half-width of
+        the 95% confidence interval of the mean, Student's t).
+      extra: metric keys shown after the R@K columns (e.g. "map@r", "r_precision").
 
     Returns:
       The table.
     """
     first = next(iter(rows.values()), {})
     first = first[0] if isinstance(first, list) else first
+    if spread not in SPREADS:
+        raise ValueError(f"Unknown spread {spread!r}; use one of {', '.join(SPREADS)}.")
     keys = ["nmi"] + [f"recall@{k}" for k in ks] if ks is not None else list(first)
+    keys += [key for key in extra if key not in keys]
     lines = [
         "| | " + " | ".join(_title(key, ks is not None) for key in keys) + " |",
         "|---" * (len(keys) + 1) + "|",
     ]
     for name, metrics in rows.items():
         if isinstance(metrics, list):
-            cells = [_mean_spread([run[key] for run in metrics]) for key in keys]
+            cells = [
+                _mean_spread([run[key] for run in metrics], spread) for key in keys
+            ]
         else:
             cells = [f"{100.0 * metrics[key]:.2f}" for key in keys]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def _mean_spread(fractions: list[float]) -> str:
+def _mean_spread(fractions: list[float], spread: str) -> str:
     values = 100.0 * np.array(fractions)
-    spread = values.std(ddof=1) if len(values) > 1 else 0.0
-    return f"{values.mean():.2f} ± {spread:.2f}"
+    if not len(values):
+        return "–"
+    if len(values) < 2:
+        width = 0.0
+    elif spread == "ci95":
+        width = confidence_interval(values).half_width
+    else:
+        width = values.std(ddof=1)
+    return f"{values.mean():.2f} ± {width:.2f}"

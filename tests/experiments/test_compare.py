@@ -1,0 +1,102 @@
+"""experiments/compare.py end to end at a tiny budget (2 losses, 2 trials, 2 steps, 2 seeds):
+the real trainer runs, the outputs, the validation classes, resuming."""
+
+import json
+import os
+
+import pytest
+
+import data_prep
+from tests.experiments.conftest import run_module
+
+ARGS = [
+    "--losses=triplet,npairs",
+    "--tune_trials=2",
+    "--seeds=0,1",
+    "--train_steps=2",
+    "--notsne",
+]
+
+
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("compare"))
+    result = run_module("experiments.compare", *ARGS, f"--output_dir={out}")
+    return out, result
+
+
+def test_the_outputs_hold_both_tables_every_trial_and_the_commands(compared):
+    out, _ = compared
+    for name in (
+        "compare.md",
+        "tuning.json",
+        "commands.txt",
+        "tuning.png",
+        "tuning.db",
+    ):
+        assert os.path.isfile(os.path.join(out, name)), name
+    with open(os.path.join(out, "compare.md")) as f:
+        text = f.read()
+    assert text.index("## Tuned") < text.index("## Untuned")
+    assert "MAP@R" in text and "Welch" in text
+    assert "- Triplet semihard vs Npairs: MAP@R" in text
+    with open(os.path.join(out, "tuning.json")) as f:
+        record = json.load(f)
+    fit, validation = data_prep.validation_split("glyphs", 0.25)
+    assert record["validation_classes"] == validation.tolist()
+    assert record["fit_classes"] == fit.tolist()
+    for loss in ("triplet", "npairs"):
+        study = record["losses"][loss]
+        assert [t["number"] for t in study["trials"]] == [0, 1]
+        assert set(study["search_space"]) == {
+            "learning_rate",
+            "margin" if loss == "triplet" else "reg_lambda",
+        }
+        assert study["chosen"]["params"] in [t["params"] for t in study["trials"]]
+    with open(os.path.join(out, "commands.txt")) as f:
+        commands = f.read().splitlines()
+    trials = [c for c in commands if "--validation_fraction=0.25" in c]
+    assert len(trials) == 4 and all("--noexport" in c for c in commands)
+    # The tuned runs train the chosen setting on every train class and evaluate on the test split.
+    finals = [c for c in commands if "--validation_fraction" not in c]
+    chosen = record["losses"]["npairs"]["chosen"]["params"]
+    assert any(f"--reg_lambda={chosen['reg_lambda']}" in c for c in finals)
+
+
+def test_trials_are_scored_on_the_validation_classes_and_finals_on_the_test_split(
+    compared,
+):
+    out, _ = compared
+    for root, _, files in os.walk(out):
+        if "metrics.json" not in files:
+            continue
+        with open(os.path.join(root, "metrics.json")) as f:
+            metrics = json.load(f)
+        assert metrics["validation_fraction"] == (0.25 if "/tune/" in root else 0.0)
+        with open(root + ".log") as f:
+            log = f.read()
+        expected = "the 20 validation classes" if "/tune/" in root else "the test split"
+        assert f"eval at step 2 on {expected}" in log
+
+
+def test_a_rerun_reuses_every_finished_trial_and_run(compared):
+    out, _ = compared
+    result = run_module("experiments.compare", *ARGS, f"--output_dir={out}")
+    assert "0 runs trained" in result.stdout, result.stdout[-2000:]
+
+
+def test_bad_flags_are_usage_errors(tmp_path):
+    result = run_module(
+        "experiments.compare",
+        "--losses=triplet,contrastive",
+        f"--output_dir={tmp_path}",
+        check=False,
+    )
+    assert result.returncode != 0 and "--losses must be" in result.stderr
+    result = run_module(
+        "experiments.compare",
+        "--validation_fraction=0.001",
+        f"--output_dir={tmp_path}",
+        check=False,
+    )
+    assert result.returncode != 0 and "at least 2" in result.stderr
