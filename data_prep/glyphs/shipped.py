@@ -75,6 +75,7 @@ class ShippedSet(NamedTuple):
         Raises:
             ValueError: for an unknown split.
             storage.ChecksumError: if the shipped file differs from the recorded checksum.
+            PermissionError: the TFDS copy is not prepared yet and data_dir is not writable.
         """
         storage.split_classes(self.num_classes, split)
         storage.verify(self.file.path, self.file.sha256)
@@ -84,9 +85,16 @@ class ShippedSet(NamedTuple):
 
         module, name = self.builder.split(":")
         prepared = getattr(importlib.import_module(module), name)(data_dir=data_dir)
-        prepared.download_and_prepare(
-            download_config=tfds.download.DownloadConfig(try_download_gcs=False)
-        )
+        try:
+            prepared.download_and_prepare(
+                download_config=tfds.download.DownloadConfig(try_download_gcs=False)
+            )
+        except PermissionError as err:
+            raise PermissionError(
+                f"cannot prepare the {name} set's TFDS copy in data_dir "
+                f"{prepared.data_dir!r}: {err.strerror} ({err.filename}); pass a writable "
+                "data_dir (once prepared, it is only read)."
+            ) from None
         dataset = prepared.as_dataset(
             split=split, as_supervised=True, shuffle_files=False
         )
