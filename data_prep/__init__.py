@@ -6,6 +6,7 @@ the training batches of section 3.5 (m examples from exactly C classes).
 """
 
 import importlib
+import os
 from collections.abc import Callable
 
 import numpy as np
@@ -32,6 +33,7 @@ __all__ = [
     "NAMES",
     "PAPER_SETS",
     "DataSetNotFoundError",
+    "check_dirs",
     "class_ratio_batches",
     "floor_metrics",
     "load",
@@ -103,6 +105,26 @@ def _check_classes_in_split(name: str, split: str, classes) -> None:
             f"classes= picks train classes for tuning; the {split!r} split has none of them."
         )
     positions_of_classes(train_classes(name), classes)
+
+
+def check_dirs(data_dir: str | None, manual_dir: str | None = None) -> None:
+    """Raises before TFDS would fail deep inside (or try a download) on a bad directory.
+
+    Raises:
+      NotADirectoryError: data_dir is an existing file.
+      FileNotFoundError: manual_dir is given but is not a directory.
+    """
+    if (
+        data_dir is not None
+        and os.path.exists(data_dir)
+        and not os.path.isdir(data_dir)
+    ):
+        raise NotADirectoryError(f"data_dir {data_dir!r} is a file, not a directory.")
+    if manual_dir is not None and not os.path.isdir(manual_dir):
+        raise FileNotFoundError(
+            f"manual_dir {manual_dir!r} is not a directory; put the downloaded archives in a "
+            "folder and pass that."
+        )
 
 
 def _load_shipped(
@@ -201,11 +223,13 @@ def load(
 
     Raises:
       ValueError: unknown name, split or scaling.
+      NotADirectoryError / FileNotFoundError: data_dir is a file, manual_dir is not a folder.
       DataSetNotFoundError: the data is not in data_dir and could not be prepared.
     """
     _check_name(name)
     paper_sets.check_split(split)
     _check_classes_in_split(name, split, classes)
+    check_dirs(data_dir, manual_dir)
     training = split == "train" if training is None else bool(training)
     if name in SHIPPED_SETS:
         ds = _load_shipped(name, split, data_dir, training, seed)
@@ -274,9 +298,13 @@ def class_ratio_batches(
       this pipeline's per-replica batches of m / replicas.
 
     Raises:
-      ValueError: unknown name, bad batch_size / ratio (see `classes_per_batch`).
+      ValueError: unknown name, bad batch_size / ratio (see `classes_per_batch`), num_batches
+        that is not None or >= 1.
+      NotADirectoryError / FileNotFoundError: data_dir is a file, manual_dir is not a folder.
       DataSetNotFoundError: the data is not in data_dir and could not be prepared.
     """
+    _check_name(name)
+    check_dirs(data_dir, manual_dir)
     _check_classes_in_split(name, "train", classes)
     if name in SHIPPED_SETS:
         shipped = importlib.import_module(f"data_prep.{name}")

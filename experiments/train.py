@@ -212,9 +212,10 @@ def train_loop(config, train_step, batches, gamma, step, checkpoints, evaluate_a
         try:
             terms = train_step(*next(batches))
         except tf.errors.InvalidArgumentError as err:
-            # The losses check their input: NaN embeddings mean the weights already diverged.
+            # The step checks the updated weights, the losses their input embeddings.
             if "NaN or Inf" not in err.message:
                 raise
+            check_finite(checkpoints.variables, current)  # names the first bad weight
             raise NonFiniteError(
                 f"step {current}: the model's embeddings hold NaN or Inf, the weights diverged "
                 "(lower the learning rate?). Nothing was saved at this step."

@@ -1,7 +1,11 @@
 """Clustering quality: NMI (paper eq. 9-10) between the true classes and a k-means clustering."""
 
+import numbers
+
 import numpy as np
 from sklearn.cluster import KMeans
+
+from fl_embed.evaluation.inputs import check_embeddings, check_seed, in_float32_range
 
 # k-means settings for the protocol's NMI (k = number of classes). scikit-learn's default
 # seeding, greedy k-means++, costs about n * k * d * (2 + log k) sequential work: instant for
@@ -106,13 +110,23 @@ def kmeans_clusters(
 
     Returns:
       int array [n], cluster ids in [0, k).
+
+    Raises:
+      ValueError: see `check_embeddings`; a seed outside [0, 2**32); k outside [1, n].
     """
     if n_clusters <= KMEANS_PLUSPLUS_MAX_CLUSTERS:
         settings = {"init": "k-means++", "max_iter": 300}
     else:
         settings = {"init": "random", "max_iter": KMEANS_LARGE_MAX_ITER}
+    x = in_float32_range(check_embeddings(embeddings, "kmeans_clusters"))
+    check_seed(seed, "kmeans_clusters")
+    if not isinstance(n_clusters, numbers.Integral) or not 1 <= n_clusters <= len(x):
+        raise ValueError(
+            f"kmeans_clusters: n_clusters must be an integer in [1, n = {len(x)}], got "
+            f"{n_clusters!r}."
+        )
     kmeans = KMeans(n_clusters=n_clusters, n_init=1, random_state=seed, **settings)
-    return kmeans.fit_predict(np.asarray(embeddings, dtype=np.float32))
+    return kmeans.fit_predict(x)
 
 
 def clustering_nmi(embeddings: np.ndarray, labels: np.ndarray, seed: int = 0) -> float:
@@ -126,5 +140,10 @@ def clustering_nmi(embeddings: np.ndarray, labels: np.ndarray, seed: int = 0) ->
     Returns:
       float in [0, 1].
     """
+    labels = np.asarray(labels).reshape(-1)
+    if len(labels) != len(np.asarray(embeddings)):
+        raise ValueError(
+            f"clustering_nmi: {len(np.asarray(embeddings))} embeddings but {len(labels)} labels."
+        )
     n_classes = np.unique(labels).size
     return nmi(labels, kmeans_clusters(embeddings, n_classes, seed))

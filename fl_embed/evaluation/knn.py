@@ -9,6 +9,8 @@ per query costs more than it saves; BUILD_NOTES.md, issue 16).
 
 import numpy as np
 
+from fl_embed.evaluation.inputs import check_embeddings, check_positive_int
+
 # Queries per block: a block holds [block_size, n] float64 scores and a bool mask of the same
 # shape, about 0.3 GB for n = 60k (Stanford Online Products).
 DEFAULT_BLOCK_SIZE = 512
@@ -77,17 +79,17 @@ def exact_knn(
       (distances float32 [n, k] ascending, indices int32 [n, k]).
 
     Raises:
-      ValueError: k outside [1, n - 1], block_size < 1, an unknown backend, or "faiss"
-        without faiss installed.
+      ValueError: embeddings refused by `check_embeddings` (NaN included), k outside
+        [1, n - 1], block_size < 1, an unknown backend, or "faiss" without faiss installed.
     """
-    x = np.asarray(embeddings, dtype=np.float64)
+    x = check_embeddings(embeddings, "exact_knn").astype(np.float64)
     n = x.shape[0]
+    check_positive_int(k, "k", "exact_knn")
     if not 1 <= k <= n - 1:
         raise ValueError(
             f"exact_knn: k={k} must be between 1 and the gallery size n - 1 = {n - 1}."
         )
-    if block_size < 1:
-        raise ValueError(f"exact_knn: block_size must be positive, got {block_size}.")
+    check_positive_int(block_size, "block_size", "exact_knn")
     faiss = _resolve_backend(backend, "exact_knn")
     sq_norms = np.einsum("ij,ij->i", x, x)
     distances = np.empty((n, k), np.float32)

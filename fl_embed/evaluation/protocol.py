@@ -6,6 +6,7 @@ import numpy as np
 from absl import logging
 
 from fl_embed.evaluation.clustering import clustering_nmi
+from fl_embed.evaluation.inputs import check_embeddings, check_seed, in_float32_range
 from fl_embed.evaluation.knn import DEFAULT_BLOCK_SIZE, exact_knn
 from fl_embed.evaluation.retrieval import (
     map_at_r,
@@ -31,23 +32,17 @@ def check_embeddings_labels(
       ks: the Recall@K cut-offs.
 
     Returns:
-      (embeddings float32 [n, d], labels int64 [n]).
+      (embeddings float32 [n, d], labels int64 [n]). Embeddings whose squared distances would
+      leave float32's range (largest |x| above 2**32 or below 2**-32) are rescaled by a power
+      of two, which changes no neighbour and no k-means cluster.
 
     Raises:
-      ValueError: wrong shapes (d = 0 included), mismatched lengths, fewer than 2 items, NaN/Inf embeddings,
-        non-integer labels, or a K outside [1, n - 1] (the gallery of a query is the other n - 1
-        items).
+      ValueError: wrong shapes (d = 0 included), embeddings that are not real numbers,
+        mismatched lengths, fewer than 2 items, NaN/Inf embeddings, non-integer labels, or a K
+        outside [1, n - 1] (the gallery of a query is the other n - 1 items).
     """
-    x = np.asarray(embeddings)
+    x = check_embeddings(embeddings, "evaluate")
     y = np.asarray(labels)
-    if x.ndim != 2 or not np.issubdtype(x.dtype, np.number):
-        raise ValueError(
-            f"evaluate: embeddings must be a numeric [n, d] array, got shape {x.shape}, dtype {x.dtype}."
-        )
-    if x.shape[1] == 0:
-        raise ValueError(
-            f"evaluate: embeddings have dimension d = 0 (shape {x.shape}); nothing to compare."
-        )
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
     if y.ndim != 1:
@@ -60,23 +55,19 @@ def check_embeddings_labels(
         raise ValueError(
             f"evaluate: needs at least 2 items (a query and a gallery), got {x.shape[0]}."
         )
-    x = x.astype(np.float32, copy=False)
-    if not np.all(np.isfinite(x)):
-        raise ValueError(
-            f"evaluate: embeddings contain NaN or Inf ({np.count_nonzero(~np.isfinite(x))} entries)."
-        )
+    x = in_float32_range(x)
     # Labels read back from float arrays (e.g. a Keras y_true) are fine if whole-valued.
     whole_floats = np.issubdtype(y.dtype, np.floating) and np.all(y == np.round(y))
     if not (np.issubdtype(y.dtype, np.integer) or whole_floats):
         raise ValueError(
             f"evaluate: labels must be integer class ids, got dtype {y.dtype}."
         )
-    ks = tuple(ks)
+    given, ks = ks, tuple(ks) if isinstance(ks, (Sequence, np.ndarray)) else ()
     if not ks or any(
         not isinstance(k, (int, np.integer)) or isinstance(k, bool) for k in ks
     ):
         raise ValueError(
-            f"evaluate: ks must be a non-empty sequence of ints, got {ks}."
+            f"evaluate: ks must be a non-empty sequence of ints, got {given!r}."
         )
     gallery = x.shape[0] - 1
     for k in ks:
@@ -125,6 +116,7 @@ def evaluate(
       ValueError: see `check_embeddings_labels`; also when no class has two items.
     """
     x, y = check_embeddings_labels(embeddings, labels, ks)
+    check_seed(seed, "evaluate")
     num_relevant = same_class_counts(y)
     has_relevant = num_relevant > 0
     if not np.any(has_relevant):

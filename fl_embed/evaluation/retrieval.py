@@ -18,6 +18,7 @@ def same_class_counts(labels: np.ndarray) -> np.ndarray:
     Returns:
       int64 array [n]: R_q = |{j != q: y[j] = y[q]}|.
     """
+    labels = _check_labels(labels, "same_class_counts")
     _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
     return counts[inverse.reshape(-1)] - 1
 
@@ -32,7 +33,31 @@ def neighbour_matches(labels: np.ndarray, indices: np.ndarray) -> np.ndarray:
     Returns:
       bool array [n, k].
     """
+    labels = _check_labels(labels, "neighbour_matches")
+    indices = np.asarray(indices)
+    if indices.ndim != 2 or not np.issubdtype(indices.dtype, np.integer):
+        raise ValueError(
+            f"neighbour_matches: indices must be an integer [n, k] array, got shape "
+            f"{indices.shape}, dtype {indices.dtype}."
+        )
+    if indices.shape[0] != labels.shape[0]:
+        raise ValueError(
+            f"neighbour_matches: {labels.shape[0]} labels but indices for "
+            f"{indices.shape[0]} queries."
+        )
+    if indices.size and not (0 <= indices.min() and indices.max() < labels.shape[0]):
+        raise ValueError(
+            f"neighbour_matches: indices must lie in [0, {labels.shape[0]}), got "
+            f"{indices.min()} .. {indices.max()}."
+        )
     return labels[indices] == labels[:, None]
+
+
+def _check_labels(labels, name: str) -> np.ndarray:
+    labels = np.asarray(labels)
+    if labels.ndim != 1:
+        raise ValueError(f"{name}: labels must be [n], got shape {labels.shape}.")
+    return labels
 
 
 def recall_at_k(matches: np.ndarray, k: int) -> float:
@@ -100,6 +125,12 @@ def r_precision(matches: np.ndarray, num_relevant: np.ndarray) -> float:
 
 
 def _check_matches(matches: np.ndarray, k: int, name: str) -> None:
+    matches = np.asarray(matches)
+    if matches.dtype != bool and not np.isin(matches, (0, 1)).all():
+        raise ValueError(
+            f"{name}: matches must be bool (or 0 / 1), got dtype {matches.dtype} with other "
+            "values."
+        )
     if matches.ndim != 2 or matches.shape[0] == 0:
         raise ValueError(
             f"{name}: matches must be a non-empty [queries, k] array, got shape {matches.shape}."

@@ -26,7 +26,12 @@ conversion; JPEG and PNG headers are read first and images above `max_pixels` pi
 refused before any decoding allocates them.
 """
 
-from fl_embed.export.decoding import BACKGROUND, MAX_PIXELS, decode_image
+from fl_embed.export.decoding import (
+    BACKGROUND,
+    MAX_PIXELS,
+    DecodeOptions,
+    decode_image,
+)
 from fl_embed.export.loader import LoadedEmbedder, load_embedder
 from fl_embed.export.module import (
     IMAGES_SIGNATURE,
@@ -52,6 +57,7 @@ __all__ = [
     "METADATA_FILE",
     "OUTPUT_KEY",
     "SERVING_SIGNATURE",
+    "DecodeOptions",
     "EmbedderModule",
     "LoadedEmbedder",
     "decode_image",

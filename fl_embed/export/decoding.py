@@ -2,6 +2,8 @@
 from the headers before any allocation, transparency composited on a background, resize and
 center crop (section 3.5's test-time preprocessing)."""
 
+from typing import NamedTuple
+
 import tensorflow as tf
 
 from fl_embed.models.preprocessing import (
@@ -25,24 +27,31 @@ BACKGROUND = 255
 _PNG_PALETTE, _PNG_GREY_ALPHA, _PNG_RGBA = 3, 4, 6
 
 
-def decode_batch(
-    images: tf.Tensor,
-    image_size: int,
-    resize_to: int | None,
-    channels: int,
-    max_pixels: int = MAX_PIXELS,
-    background: float = BACKGROUND,
-) -> tf.Tensor:
-    """Decodes and crops a batch of encoded images, each at its own size, to one float32 batch.
+class DecodeOptions(NamedTuple):
+    """How encoded images become model inputs.
 
-    Args:
-      images: tf.string Tensor [batch] of JPEG or PNG bytes.
+    Attributes:
       image_size: side of the output square.
       resize_to: side of the square each image is resized to before a center `image_size` crop;
         None resizes straight to `image_size`.
       channels: 1 (grayscale) or 3 (RGB); images are converted as needed.
       max_pixels: largest width x height decoded; read from the header before decoding.
       background: grey level in [0, 255] transparent pixels are composited on.
+    """
+
+    image_size: int
+    resize_to: int | None
+    channels: int
+    max_pixels: int = MAX_PIXELS
+    background: float = BACKGROUND
+
+
+def decode_batch(images: tf.Tensor, options: DecodeOptions) -> tf.Tensor:
+    """Decodes and crops a batch of encoded images, each at its own size, to one float32 batch.
+
+    Args:
+      images: tf.string Tensor [batch] of JPEG or PNG bytes.
+      options: output size, channels, pixel limit and background.
 
     Returns:
       float32 Tensor [batch, image_size, image_size, channels] in [0, 255].
@@ -52,36 +61,28 @@ def decode_batch(
         that are not a complete JPEG or PNG, or an image above `max_pixels`.
     """
     indices = tf.range(tf.size(images, out_type=tf.int32))
+    size = options.image_size
     return tf.map_fn(
-        lambda item: decode_image(
-            item[0], item[1], image_size, resize_to, channels, max_pixels, background
-        ),
+        lambda item: decode_image(item[0], item[1], options),
         (images, indices),
-        fn_output_signature=tf.TensorSpec(
-            [image_size, image_size, channels], tf.float32
-        ),
+        fn_output_signature=tf.TensorSpec([size, size, options.channels], tf.float32),
     )
 
 
 def decode_image(
-    data: tf.Tensor,
-    index: tf.Tensor,
-    image_size: int,
-    resize_to: int | None,
-    channels: int,
-    max_pixels: int = MAX_PIXELS,
-    background: float = BACKGROUND,
+    data: tf.Tensor, index: tf.Tensor, options: DecodeOptions
 ) -> tf.Tensor:
     """Decodes one JPEG/PNG, resizes it and takes the center crop (section 3.5, test time).
 
     Args:
       data: scalar tf.string, the encoded image.
       index: scalar int32, its position in the batch (for the error message).
-      image_size, resize_to, channels, max_pixels, background: see `decode_batch`.
+      options: see `DecodeOptions`.
 
     Returns:
       float32 Tensor [image_size, image_size, channels] in [0, 255].
     """
+    channels, max_pixels = options.channels, options.max_pixels
     complete = tf.debugging.Assert(
         is_complete_image(data),
         [
@@ -115,14 +116,15 @@ def decode_image(
         )
         image = tf.cond(
             may_be_transparent,
-            lambda: _decode_flattened_png(data, channels, background),
+            lambda: _decode_flattened_png(data, channels, options.background),
             lambda: tf.cast(
                 tf.io.decode_image(data, channels=channels, expand_animations=False),
                 tf.float32,
             ),
         )
     image.set_shape([None, None, channels])
-    return center_crop(resize_square(image, resize_to or image_size), image_size)
+    size = options.image_size
+    return center_crop(resize_square(image, options.resize_to or size), size)
 
 
 def is_png(data: tf.Tensor) -> tf.Tensor:

@@ -49,12 +49,28 @@ class LoadedEmbedder:
         Raises:
           tf.errors.InvalidArgumentError: an image that cannot be decoded or is above the pixel
             limit, with its index.
-          ValueError: encoded images that are not a flat batch [batch]; float images that are not
-            [batch, image_size, image_size, channels] or hold NaN / Inf.
+          ValueError: encoded images that are not a flat batch [batch] or are str rather than
+            bytes; images that are not float (uint8 pixels included: send them encoded, or
+            scaled as floats), not [batch, image_size, image_size, channels] or hold NaN / Inf.
         """
         if _is_encoded(images):
             return self._embed_encoded(images)
-        images = np.asarray(images, dtype=np.float32)
+        if _holds_text(images):
+            raise ValueError(
+                "Encoded images must be bytes (a file read in binary mode), not str; got "
+                f"{str(images)[:80]!r}."
+            )
+        images = np.asarray(images)
+        if images.dtype.kind != "f":
+            # uint8 pixels in [0, 255] would run as if already scaled, every value far outside
+            # the model's range, and give an embedding without any error.
+            raise ValueError(
+                f"Float images must be float, already scaled as the model expects "
+                f"({self.metadata.get('preprocessing', {}).get('scaling', 'see fl_embed.json')}); "
+                f"got dtype "
+                f"{images.dtype}. Send encoded JPEG/PNG bytes to have them decoded and scaled."
+            )
+        images = images.astype(np.float32)
         expected = (
             self.signatures[IMAGES_SIGNATURE]
             .structured_input_signature[1][INPUT_KEY]
@@ -106,8 +122,13 @@ def load_embedder(export_dir: str) -> LoadedEmbedder:
 
     Raises:
       FileNotFoundError: no SavedModel there nor in a version under it.
+      TypeError: `export_dir` is not a path.
     """
-    return LoadedEmbedder(latest_export(export_dir))
+    if not isinstance(export_dir, (str, os.PathLike)):
+        raise TypeError(
+            f"load_embedder: export_dir must be a path, got {type(export_dir).__name__}."
+        )
+    return LoadedEmbedder(latest_export(os.fspath(export_dir)))
 
 
 def _is_encoded(images: Any) -> bool:
@@ -123,6 +144,15 @@ def _is_encoded(images: Any) -> bool:
     ):
         images = images[0]
     return isinstance(images, bytes)
+
+
+def _holds_text(images: Any) -> bool:
+    """Whether `images` is a str or a (nested) sequence whose first element is one."""
+    while isinstance(images, Sequence) and not isinstance(images, str) and images:
+        images = images[0]
+    return isinstance(images, str) or (
+        isinstance(images, np.ndarray) and images.dtype.kind == "U"
+    )
 
 
 def _locate_decode_error(

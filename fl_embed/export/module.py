@@ -3,7 +3,12 @@
 import keras
 import tensorflow as tf
 
-from fl_embed.export.decoding import BACKGROUND, MAX_PIXELS, decode_batch
+from fl_embed.export.decoding import (
+    BACKGROUND,
+    MAX_PIXELS,
+    DecodeOptions,
+    decode_batch,
+)
 from fl_embed.models.preprocessing import (
     ScalingFn,
 )
@@ -43,11 +48,11 @@ class EmbedderModule(tf.Module):
             v.value if isinstance(v, keras.Variable) else v for v in model.variables
         ]
         self._image_size = image_size
-        self._resize_to = resize_to
         self._channels = channels
         self._scaling = scaling
-        self._max_pixels = max_pixels
-        self._background = background
+        self._decode = DecodeOptions(
+            image_size, resize_to, channels, max_pixels, background
+        )
         self.serve_encoded = tf.function(
             self._serve_encoded,
             input_signature=[tf.TensorSpec([None], tf.string, name=INPUT_KEY)],
@@ -62,14 +67,7 @@ class EmbedderModule(tf.Module):
         )
 
     def _serve_encoded(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
-        pixels = decode_batch(
-            images,
-            self._image_size,
-            self._resize_to,
-            self._channels,
-            self._max_pixels,
-            self._background,
-        )
+        pixels = decode_batch(images, self._decode)
         return self._embed_images(self._scaling(pixels))
 
     def _embed_images(self, images: tf.Tensor) -> dict[str, tf.Tensor]:

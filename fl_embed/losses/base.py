@@ -6,7 +6,12 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from fl_embed.losses.validation import check_label_dtype, class_ids
+from fl_embed.losses.validation import (
+    as_tensor,
+    check_embedding_dtype,
+    check_label_dtype,
+    class_ids,
+)
 
 
 class MetricLossWrapper(keras.losses.Loss):
@@ -35,8 +40,11 @@ class MetricLossWrapper(keras.losses.Loss):
         # Keras casts y_true to the loss dtype (float32) first, which merges integer ids above
         # 2**24 and fails deep inside on strings: hand it the dense ids 0 .. K - 1 instead, exact
         # in float32. Float labels pass unchanged so that the loss can refuse fractional ones.
-        y_true = tf.convert_to_tensor(y_true)
+        y_true = as_tensor(y_true, "labels", self.name)
         check_label_dtype(y_true, self.name)
+        # Keras would cast any y_pred to float32 too, dropping a complex part without a word.
+        y_pred = as_tensor(y_pred, "embeddings", self.name)
+        check_embedding_dtype(y_pred, self.name)
         column = y_true.shape.rank == 1 or (
             y_true.shape.rank == 2 and y_true.shape[1] == 1
         )

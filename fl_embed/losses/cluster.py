@@ -40,6 +40,12 @@ class ClusterLossTerms(NamedTuple):
 
 def _gamma(margin_multiplier) -> tf.Tensor:
     """gamma as a float32 scalar; a ValueError (or, for a tensor, a run-time error) if < 0."""
+    if margin_multiplier is None or isinstance(
+        margin_multiplier, (bool, np.bool_, str, bytes)
+    ):
+        raise ValueError(
+            f"margin_multiplier must be a number >= 0, got {margin_multiplier!r}."
+        )
     if isinstance(margin_multiplier, (int, float, np.number)):
         if not (np.isfinite(margin_multiplier) and margin_multiplier >= 0):
             raise ValueError(

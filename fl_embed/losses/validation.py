@@ -32,6 +32,23 @@ def class_ids(labels: tf.Tensor, name: str) -> tf.Tensor:
     return tf.unique(tf.reshape(labels, [-1]), out_idx=tf.int32).idx
 
 
+def as_tensor(value, what: str, name: str) -> tf.Tensor:
+    """`value` as a Tensor; ValueError naming the argument when it cannot be one (None, a
+    ragged list, mixed types) instead of TensorFlow's conversion error."""
+    try:
+        return tf.convert_to_tensor(value)
+    except (ValueError, TypeError, tf.errors.InvalidArgumentError) as err:
+        raise ValueError(f"{name}: {what} cannot be read as a tensor: {err}") from None
+
+
+def check_embedding_dtype(embeddings: tf.Tensor, name: str) -> None:
+    """Raises ValueError unless `embeddings` has a float dtype."""
+    if not embeddings.dtype.is_floating:
+        raise ValueError(
+            f"{name}: embeddings must be a float tensor, got dtype {embeddings.dtype.name}."
+        )
+
+
 def check_label_dtype(labels: tf.Tensor, name: str) -> None:
     """Raises ValueError unless `labels` has an integer or float dtype (class ids)."""
     if not (labels.dtype.is_integer or labels.dtype.is_floating):
@@ -69,12 +86,9 @@ def check_labels_embeddings(
         their squared distances overflow float32 (4 max_i ||x_i||^2 above 3.4e38), non-integer
         float labels, or a dynamic batch-size mismatch / empty batch / d = 0.
     """
-    embeddings = tf.convert_to_tensor(embeddings)
-    labels = tf.convert_to_tensor(labels)
-    if not embeddings.dtype.is_floating:
-        raise ValueError(
-            f"{name}: embeddings must be a float tensor, got dtype {embeddings.dtype.name}."
-        )
+    embeddings = as_tensor(embeddings, "embeddings", name)
+    labels = as_tensor(labels, "labels", name)
+    check_embedding_dtype(embeddings, name)
     check_label_dtype(labels, name)
     checks = []
     if labels.dtype.is_floating:

@@ -9,6 +9,7 @@ memory). `class_ratio_dataset` with a `tf.distribute.InputContext` hands each in
 rows of its own replicas.
 """
 
+import numbers
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -175,9 +176,18 @@ def class_ratio_dataset(
       batch is deterministic.
 
     Raises:
-      ValueError: m not divisible by the replicas, or a sampler split into sub-batches that are
-        not one per replica.
+      ValueError: m not divisible by the replicas, a sampler split into sub-batches that are
+        not one per replica, or num_batches < 1.
     """
+    if num_batches is not None and (
+        not isinstance(num_batches, numbers.Integral)
+        or isinstance(num_batches, bool)
+        or num_batches < 1
+    ):
+        raise ValueError(
+            f"num_batches must be None (an endless stream) or an integer >= 1, got "
+            f"{num_batches!r}."
+        )
     m = sampler.batch_size
     first, rows, per_replica = pipeline_rows(m, input_context)
     if input_context is not None and sampler.sub_batches not in (

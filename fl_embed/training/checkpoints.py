@@ -48,7 +48,7 @@ def trackable_variables(*trackables: Any) -> list:
     return found
 
 
-def _variable_name(variable: Any) -> str:
+def variable_name(variable: Any) -> str:
     return str(getattr(variable, "path", None) or getattr(variable, "name", variable))
 
 
@@ -76,23 +76,34 @@ def check_finite(variables: Iterable, step: int, loss: Any = None) -> None:
                 f"step {step}: the loss is {value}; training diverged (lower the learning "
                 "rate?). Nothing was saved at this step."
             )
-    variables = [
-        v for v in variables if tf.as_dtype(v.dtype).is_floating
-    ]  # steps and counters cannot be NaN
-    if not variables:
-        return
-    finite = tf.stack(
-        [tf.reduce_all(tf.math.is_finite(tf.convert_to_tensor(v))) for v in variables]
-    ).numpy()
+    variables, finite = finite_flags(variables)
+    finite = finite.numpy()
     if finite.all():
         return
     first = int(np.argmin(finite))
     values = tf.convert_to_tensor(variables[first]).numpy()
     bad = int(np.count_nonzero(~np.isfinite(values)))
     raise NonFiniteError(
-        f"step {step}: variable {_variable_name(variables[first])!r} holds {bad} NaN / Inf of "
+        f"step {step}: variable {variable_name(variables[first])!r} holds {bad} NaN / Inf of "
         f"{values.size} values (first non-finite variable of {len(variables)}); training "
         "diverged (lower the learning rate?). Nothing was saved at this step."
+    )
+
+
+def finite_flags(variables: Iterable) -> tuple[list, tf.Tensor]:
+    """The float variables among `variables` and whether each holds only finite values.
+
+    Integer variables (steps, counters) cannot be NaN and are left out. The flags are one
+    reduction per variable, cheap enough to run inside every training step.
+
+    Returns:
+      (the float variables, bool Tensor [len(float variables)]).
+    """
+    floats = [v for v in variables if tf.as_dtype(v.dtype).is_floating]
+    if not floats:
+        return floats, tf.ones([0], tf.bool)
+    return floats, tf.stack(
+        [tf.reduce_all(tf.math.is_finite(tf.convert_to_tensor(v))) for v in floats]
     )
 
 

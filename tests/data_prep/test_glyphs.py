@@ -12,8 +12,8 @@ import pytest
 
 from data_prep import glyphs
 from data_prep.glyphs import baseline, fonts, render, select, storage
+from tests.data_prep.files import FONT_DIR, copy_fonts, corrupted_copy
 
-FONT_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "fonts")
 TEXT_FONTS = (
     "DejaVuSans-subset.ttf",
     "DejaVuSerif-Bold-subset.ttf",
@@ -30,16 +30,9 @@ CONFUSABLE_GROUPS = [
 ]  # fmt: skip
 
 
-def _copy_fonts(directory, names):
-    for name in names:
-        shutil.copy(os.path.join(FONT_DIR, name), os.path.join(directory, name))
-
-
 @pytest.fixture(scope="module")
 def text_font_dir(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("fonts")
-    _copy_fonts(directory, TEXT_FONTS)
-    return str(directory)
+    return copy_fonts(tmp_path_factory.mktemp("fonts"), TEXT_FONTS)
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +91,7 @@ def test_common_layout_keeps_case_and_punctuation_apart(rendered):
 
 
 def test_broken_and_symbol_only_fonts_are_skipped_with_a_log_line(tmp_path, caplog):
-    _copy_fonts(tmp_path, TEXT_FONTS + (SYMBOL_ONLY_FONT,))
+    copy_fonts(tmp_path, TEXT_FONTS + (SYMBOL_ONLY_FONT,))
     (tmp_path / "broken.ttf").write_bytes(b"not a font" * 100)
     shutil.copy(os.path.join(FONT_DIR, TEXT_FONTS[0]), tmp_path / "FixtureDingbats.ttf")
     with caplog.at_level(logging.INFO):
@@ -193,13 +186,9 @@ def test_shipped_file_matches_its_recorded_checksum():
 
 
 def test_a_changed_file_is_refused(tmp_path):
-    with open(storage.SHIPPED_FILE, "rb") as f:
-        data = bytearray(f.read())
-    data[len(data) // 2] ^= 0xFF
-    path = tmp_path / "glyphs32.npz"
-    path.write_bytes(bytes(data))
+    path = corrupted_copy(storage.SHIPPED_FILE, tmp_path / "glyphs32.npz", 2, 0xFF)
     with pytest.raises(storage.ChecksumError, match="sha256"):
-        storage.read_npz(str(path))
+        storage.read_npz(path)
 
 
 def test_shipped_file_has_the_advertised_shape(shipped):

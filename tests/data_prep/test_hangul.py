@@ -4,7 +4,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import unicodedata
 
 import numpy as np
@@ -14,8 +13,8 @@ from data_prep import hangul
 from data_prep.glyphs import select
 from data_prep.glyphs import storage as glyph_storage
 from data_prep.hangul import charset, render, storage
+from tests.data_prep.files import copy_fonts, corrupted_copy
 
-FONT_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "fonts")
 # Subsets of Noto CJK (tests/data/fonts/README.md): 40 KS X 1001 syllables and the reference.
 KOREAN_FONTS = (
     "NotoSansCJKkr-Bold-hangul-subset.otf",
@@ -32,16 +31,10 @@ SMALL = render.HangulConfig(images_per_class=2)
 FONT_PACKAGE_DIR = "/usr/share/fonts/truetype/nanum"
 
 
-def _copy_fonts(directory, names):
-    for name in names:
-        shutil.copy(os.path.join(FONT_DIR, name), os.path.join(directory, name))
-
-
 @pytest.fixture(scope="module")
 def font_dir(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("korean_fonts")
-    _copy_fonts(directory, KOREAN_FONTS + (JAPANESE_FACE, MONO_CLONE, LATIN_FONT))
-    return str(directory)
+    fonts = KOREAN_FONTS + (JAPANESE_FACE, MONO_CLONE, LATIN_FONT)
+    return copy_fonts(tmp_path_factory.mktemp("korean_fonts"), fonts)
 
 
 @pytest.fixture(scope="module")
@@ -131,13 +124,9 @@ def test_shipped_file_matches_its_recorded_checksum():
 
 
 def test_a_corrupted_file_is_refused(tmp_path):
-    with open(storage.SHIPPED.path, "rb") as f:
-        data = bytearray(f.read())
-    data[len(data) // 3] ^= 0x01
-    path = tmp_path / "hangul32.npz"
-    path.write_bytes(bytes(data))
+    path = corrupted_copy(storage.SHIPPED.path, tmp_path / "hangul32.npz", 3, 0x01)
     with pytest.raises(glyph_storage.ChecksumError, match="sha256"):
-        storage.read_npz(str(path))
+        storage.read_npz(path)
     with pytest.raises(FileNotFoundError, match="data_prep.hangul.render"):
         storage.read_npz(str(tmp_path / "missing.npz"))
 

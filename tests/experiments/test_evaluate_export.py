@@ -20,18 +20,23 @@ def _recorded(out):
     return _read_json(os.path.join(out, "metrics.json"))["metrics"]
 
 
+def _evaluate(tmp_path, data_dir, *args):
+    """(the finished process, the JSON record it wrote) of experiments.evaluate with `args`."""
+    output = str(tmp_path / "metrics.json")
+    result = run_module(
+        "experiments.evaluate",
+        *args,
+        f"--data_dir={data_dir}",
+        f"--output_json={output}",
+    )
+    return result, _read_json(output)
+
+
 def test_evaluate_a_checkpoint_gives_the_trainers_metrics(
     tiny_run, glyph_data_dir, tmp_path
 ):
     out = tiny_run[0]
-    output = str(tmp_path / "ckpt.json")
-    result = run_module(
-        "experiments.evaluate",
-        f"--checkpoint={out}",
-        f"--data_dir={glyph_data_dir}",
-        f"--output_json={output}",
-    )
-    record = _read_json(output)
+    result, record = _evaluate(tmp_path, glyph_data_dir, f"--checkpoint={out}")
     assert record["checkpoint"].endswith("ckpt-2") and record["dataset"] == "glyphs"
     assert record["metrics"] == pytest.approx(_recorded(out), abs=1e-4)
     assert "NMI" in result.stdout and "recall@8" in result.stdout
@@ -39,15 +44,10 @@ def test_evaluate_a_checkpoint_gives_the_trainers_metrics(
 
 def test_evaluate_a_saved_model(tiny_run, glyph_data_dir, tmp_path):
     out = tiny_run[0]
-    output = str(tmp_path / "sm.json")
-    run_module(
-        "experiments.evaluate",
-        f"--saved_model={out}/export",
-        "--dataset=glyphs",
-        f"--data_dir={glyph_data_dir}",
-        f"--output_json={output}",
+    _, record = _evaluate(
+        tmp_path, glyph_data_dir, f"--saved_model={out}/export", "--dataset=glyphs"
     )
-    assert _read_json(output)["metrics"] == pytest.approx(_recorded(out), abs=1e-3)
+    assert record["metrics"] == pytest.approx(_recorded(out), abs=1e-3)
 
 
 def test_evaluate_refuses_a_directory_without_a_run(tmp_path):

@@ -1,9 +1,11 @@
 """Tests of experiments/train.py: flags, outputs, resuming, refusing another run's directory."""
 
+import dataclasses
 import json
 import os
 import shutil
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -12,6 +14,8 @@ from absl import flags
 from experiments import run_dir, train
 from fl_embed import export
 from fl_embed.evaluation import evaluate
+from fl_embed.training import make_train_step
+from fl_embed.training.checkpoints import NonFiniteError, RunCheckpoints
 from tests.experiments.conftest import (
     TINY_FLAGS,
     run_module,
@@ -209,3 +213,45 @@ def test_a_tuning_run_trains_and_evaluates_on_train_classes_only(
     assert not os.path.exists(os.path.join(out, "export"))
     with open(os.path.join(out, "metrics.json")) as f:
         assert json.load(f)["validation_fraction"] == 0.25
+
+
+def test_a_weight_diverging_with_a_finite_loss_stops_the_loop_at_that_step(
+    glyph_data_dir, tmp_path
+):
+    from tests.training.test_step import _Exploding
+
+    out = str(tmp_path / "exploding")
+    FLAGS.unparse_flags()
+    FLAGS(["train", *TINY_FLAGS, f"--output_dir={out}", "--checkpoint_every=3"])
+    try:
+        config = dataclasses.replace(train.run_settings(), train_steps=6)
+        model = keras.Sequential(
+            [
+                keras.Input((32, 32, 1)),
+                keras.layers.Flatten(),
+                keras.layers.Dense(8),
+                _Exploding(),
+                keras.layers.UnitNormalization(),
+            ]
+        )
+        optimizer = keras.optimizers.RMSprop(1e-3)
+        step = tf.Variable(0, dtype=tf.int64)
+        checkpoints = RunCheckpoints(
+            os.path.join(out, "checkpoints"),
+            model=model,
+            optimizer=optimizer,
+            step=step,
+        )
+        train_step = make_train_step(model, optimizer, "triplet", 1.0)
+        batches = iter(run_dir.train_batches(config, 0, glyph_data_dir))
+        with pytest.raises(
+            NonFiniteError, match=r"step 2: variable '.*statistic' holds 1 NaN / Inf"
+        ):
+            train.train_loop(
+                config, train_step, batches, tf.Variable(1.0), step, checkpoints, None
+            )
+    finally:
+        FLAGS.unparse_flags()
+    assert int(step.numpy()) == 1
+    saved = tf.io.gfile.glob(os.path.join(out, "checkpoints", "ckpt-*"))
+    assert not saved, saved

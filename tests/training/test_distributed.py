@@ -234,13 +234,19 @@ def test_global_mode_matches_one_device_on_the_concatenated_batch(mirrored, name
     )
 
 
-@pytest.mark.parametrize("name", LOSS_NAMES)
-def test_global_mode_weight_gradients_sum_to_one_device_gradients(mirrored, name):
+def _one_device_weight_gradients(name):
+    """(initial weights, gradients of the loss `name` for them) on one device, whole batch."""
     labels, images, _, weights = _data()
     model = _model(weights)
     _, grads = _one_device(
         name, labels, lambda: model(tf.constant(images)), model.trainable_variables
     )
+    return weights, grads
+
+
+@pytest.mark.parametrize("name", LOSS_NAMES)
+def test_global_mode_weight_gradients_sum_to_one_device_gradients(mirrored, name):
+    _, grads = _one_device_weight_gradients(name)
     for i, grad in enumerate(grads):
         np.testing.assert_allclose(
             mirrored[f"{name}_global_weight_grad_{i}"], grad, rtol=1e-4, atol=1e-6
@@ -249,11 +255,7 @@ def test_global_mode_weight_gradients_sum_to_one_device_gradients(mirrored, name
 
 @pytest.mark.parametrize("name", LOSS_NAMES)
 def test_global_mode_sgd_step_matches_one_device_step(mirrored, name):
-    labels, images, _, weights = _data()
-    model = _model(weights)
-    _, grads = _one_device(
-        name, labels, lambda: model(tf.constant(images)), model.trainable_variables
-    )
+    weights, grads = _one_device_weight_gradients(name)
     for i, (w, grad) in enumerate(zip(weights, grads)):
         np.testing.assert_allclose(
             mirrored[f"{name}_global_weight_after_{i}"],
