@@ -6,8 +6,6 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
-from fl_embed.losses import margins as margins_lib
-
 # The squared distances and dot products every loss forms are bounded by 4 max_i ||x_i||^2; above
 # this the float32 arithmetic overflows and the loss is NaN or Inf rather than a number.
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -29,15 +27,9 @@ def class_ids(labels: tf.Tensor, name: str) -> tf.Tensor:
     Raises:
       ValueError: labels that are not numbers (e.g. strings).
     """
-    labels = tf.reshape(tf.convert_to_tensor(labels), [-1])
+    labels = tf.convert_to_tensor(labels)
     check_label_dtype(labels, name)
-    if tf.executing_eagerly():
-        return tf.constant(_first_appearance_ranks(labels.numpy()))
-    # Not tf.unique: XLA folds these ops to a constant when the labels are one (a benchmark's,
-    # a test's), and with them the slot count, so that only the slot count used is compiled.
-    first = margins_lib.dense_labels(labels)
-    is_first = tf.equal(first, tf.range(tf.shape(labels)[0]))
-    return tf.gather(tf.cumsum(tf.cast(is_first, tf.int32)) - 1, first)
+    return tf.unique(tf.reshape(labels, [-1]), out_idx=tf.int32).idx
 
 
 def num_classes(ids: tf.Tensor) -> int | tf.Tensor:
@@ -45,14 +37,6 @@ def num_classes(ids: tf.Tensor) -> int | tf.Tensor:
     if tf.executing_eagerly():
         return int(np.max(ids.numpy())) + 1
     return tf.reduce_max(ids) + 1
-
-
-def _first_appearance_ranks(ids: np.ndarray) -> np.ndarray:
-    """`class_ids` in numpy: int32, the rank of each id's first appearance."""
-    _, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
-    rank = np.empty(len(first), np.int32)
-    rank[np.argsort(first)] = np.arange(len(first), dtype=np.int32)
-    return rank[inverse.reshape(-1)]
 
 
 def check_label_dtype(labels: tf.Tensor, name: str) -> None:
@@ -194,7 +178,12 @@ def _checked_eagerly(labels, embeddings, name: str) -> tuple[tf.Tensor, tf.Tenso
             f"{name}: embeddings too large: squared distances overflow float32 (L2-normalise "
             f"or scale the embeddings down); largest squared norm {largest:g}",
         )
-    return class_ids(labels, name), embeddings
+    ids = np.reshape(labels.numpy(), [-1])
+    # Ids in order of first appearance, exactly as `class_ids` (tf.unique) numbers them.
+    _, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
+    rank = np.empty(len(first), np.int32)
+    rank[np.argsort(first)] = np.arange(len(first), dtype=np.int32)
+    return tf.constant(rank[inverse.reshape(-1)]), embeddings
 
 
 def check_hyperparameter(value, name: str, loss_name: str) -> float | tf.Tensor:
