@@ -7,8 +7,10 @@ Rows: the XLA-compiled TensorFlow inference (forward, and forward + backward in 
 `tf.function(jit_compile=True)` step, as a trainer runs it) and the plain numpy Algorithms 1-2
 (`inference="numpy"`, A(S) recomputed for every candidate as the paper writes them), on the same
 inputs in the same run. Compilation time (once per batch size and slot count n; the jit-compiled
-step compiles every n its batch size may need) is reported separately. n is the number of slots
-the inference runs in (`fl_embed.losses.cluster.inference_slots`).
+step compiles every n its batch size may need) is reported separately; a second table gives the
+jit-compiled step's own compile time and a call of it with shuffled labels (the labels are an
+input of the step, as in a trainer): compile time again if it recompiled for every label vector.
+n is the number of slots the inference runs in (`fl_embed.losses.cluster.inference_slots`).
 """
 
 import statistics
@@ -74,6 +76,7 @@ def _inputs(m: int, dim: int, count: int, seed: int = 0) -> list:
 
 def bench_row(m: int, ratio: float) -> dict:
     num_classes = max(1, round(ratio * m))
+    rng = np.random.default_rng(1)
     labels = tf.constant(np.arange(m) % num_classes, tf.int32)
     gamma = FLAGS.margin_multiplier
     inputs = _inputs(m, FLAGS.dim, FLAGS.repeats)
@@ -81,27 +84,35 @@ def bench_row(m: int, ratio: float) -> dict:
     def forward(x):
         return cluster_loss(labels, x, gamma).numpy()
 
+    # The labels are an input of the step, as in a trainer: a step that recompiled for every
+    # label vector would show in the "new labels" column.
     @tf.function(jit_compile=True)
-    def step(x):
+    def step(x, y):
         with tf.GradientTape() as tape:
             tape.watch(x)
-            loss = cluster_loss(labels, x, gamma)
+            loss = cluster_loss(y, x, gamma)
         return loss, tape.gradient(loss, x)
 
-    def forward_backward(x):
-        return [t.numpy() for t in step(tf.constant(x))]
+    def forward_backward(x, y=labels):
+        return [t.numpy() for t in step(tf.constant(x), y)]
 
     start = time.perf_counter()
     forward(inputs[0])
+    compile_eager_s = time.perf_counter() - start
+    start = time.perf_counter()
     forward_backward(inputs[0])
-    compile_s = time.perf_counter() - start
+    compile_step_s = time.perf_counter() - start
+    shuffled = [tf.constant(rng.permutation(labels.numpy())) for _ in range(3)]
     row = {
         "m": m,
         "C": num_classes,
         "n": inference_slots(m, num_classes),
-        "compile_s": compile_s,
+        "compile_eager_s": compile_eager_s,
+        "compile_step_s": compile_step_s,
         "fwd_ms": 1e3 * _median_seconds(forward, inputs),
         "fwd_bwd_ms": 1e3 * _median_seconds(forward_backward, inputs),
+        "new_labels_ms": 1e3
+        * _median_seconds(lambda y: forward_backward(inputs[0], y), shuffled),
         "numpy_ms": float("nan"),
     }
     if m <= FLAGS.numpy_max_m:
@@ -130,8 +141,16 @@ def main(argv):
             numpy_ms = f"{r['numpy_ms']:.0f}"
             ratio = f"{r['numpy_ms'] / r['fwd_ms']:.1f}x"
         print(
-            f"| {r['m']} | {r['C']} | {r['n']} | {r['compile_s']:.1f} | {r['fwd_ms']:.1f} "
+            f"| {r['m']} | {r['C']} | {r['n']} "
+            f"| {r['compile_eager_s'] + r['compile_step_s']:.1f} | {r['fwd_ms']:.1f} "
             f"| {r['fwd_bwd_ms']:.1f} | {numpy_ms} | {ratio} |"
+        )
+    print("\n| jit step (fwd+bwd) | compile s | a call with new labels, ms |")
+    print("|---|---|---|")
+    for r in rows:
+        print(
+            f"| m = {r['m']}, C = {r['C']} | {r['compile_step_s']:.1f} "
+            f"| {r['new_labels_ms']:.1f} |"
         )
     logging.info(
         "numpy reference skipped above m=%d (--numpy_max_m).", FLAGS.numpy_max_m

@@ -5,8 +5,8 @@ from fl_embed.losses.cluster import (
     ClusterLossTerms,
     cluster_loss,
     cluster_loss_terms,
-    loss_augmented_inference,
 )
+from fl_embed.losses.compiled import loss_augmented_inference
 from fl_embed.losses.lifted import LiftedStructLoss, lifted_struct_loss
 from fl_embed.losses.margins import MARGIN_TYPES, clustering_score, structured_margin
 from fl_embed.losses.npairs import NPairsLoss, npairs_loss

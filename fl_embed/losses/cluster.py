@@ -6,23 +6,22 @@ loss-augmented inference it needs is Algorithm 1 (`greedy.py`) then Algorithm 2 
 fallback.
 """
 
-from typing import NamedTuple
+from typing import NamedTuple, Unpack
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from fl_embed.distances import pairwise_distances
-from fl_embed.losses import compiled
+from fl_embed.losses import compiled, validation
 from fl_embed.losses import margins as margins_lib
 from fl_embed.losses.base import MetricLossWrapper
-from fl_embed.losses.compiled import (  # noqa: F401 (inference_slots: public here too)
+from fl_embed.losses.compiled import (
+    InferenceKwargs,
     InferenceOptions,
     inference_options,
-    inference_slots,
+    inference_slots,  # noqa: F401 (public here too)
 )
 from fl_embed.losses.facility_location import cluster_assignment, oracle_score
-from fl_embed.losses.validation import DegenerateBatchMonitor, check_labels_embeddings
 
 INFERENCE_BACKENDS = compiled.BACKENDS
 
@@ -38,30 +37,10 @@ class ClusterLossTerms(NamedTuple):
     medoids: tf.Tensor  # int32 [K], S in slot order
 
 
-def _gamma(margin_multiplier) -> tf.Tensor:
-    """gamma as a float32 scalar; a ValueError (or, for a tensor, a run-time error) if < 0."""
-    if margin_multiplier is None or isinstance(
-        margin_multiplier, (bool, np.bool_, str, bytes)
-    ):
-        raise ValueError(
-            f"margin_multiplier must be a number >= 0, got {margin_multiplier!r}."
-        )
-    if isinstance(margin_multiplier, (int, float, np.number)):
-        if not (np.isfinite(margin_multiplier) and margin_multiplier >= 0):
-            raise ValueError(
-                f"margin_multiplier must be finite and >= 0, got {margin_multiplier!r}."
-            )
-        return tf.constant(float(margin_multiplier), tf.float32)
-    gamma = tf.cast(tf.convert_to_tensor(margin_multiplier), tf.float32)
-    if gamma.shape.rank not in (None, 0):
-        raise ValueError(
-            f"margin_multiplier must be a scalar, got shape {gamma.shape}."
-        )
-    check = tf.debugging.assert_non_negative(
-        gamma, message="cluster_loss: margin_multiplier must be >= 0"
-    )
-    with tf.control_dependencies([check]):
-        return tf.identity(gamma)
+class _Solution(NamedTuple):
+    terms: ClusterLossTerms  # the loss without its gradient; medoids padded to m ([K] numpy)
+    partner: tf.Tensor  # int32 [m], j*(i): the medoid of i's cluster under g(S)
+    oracle_partner: tf.Tensor  # int32 [m], the oracle medoid of i's class (eq. 5)
 
 
 def _pair_distance_sum(embeddings: tf.Tensor, partner: tf.Tensor) -> tf.Tensor:
@@ -76,43 +55,12 @@ def _pair_distance_sum_grad(embeddings: tf.Tensor, partner: tf.Tensor) -> tf.Ten
     return unit - tf.math.unsorted_segment_sum(unit, partner, tf.shape(embeddings)[0])
 
 
-def _hinge(embeddings, partner, oracle_partner, gamma, margin):
-    """[F(X, S) + gamma Delta - F~(X, y*)]_+ with S and the oracle medoids fixed, eqs. 6, 11-13.
-
-    Returns (loss, F(X, S), F~(X, y*)); the custom gradient is the subgradient.
-    """
-    stopped = tf.stop_gradient(embeddings)
-    score_pred = -_pair_distance_sum(stopped, partner)
-    score_oracle = -_pair_distance_sum(stopped, oracle_partner)
-
-    @tf.custom_gradient
-    def hinge(x):
-        value = tf.nn.relu(score_pred + gamma * margin - score_oracle)
-
-        def grad(upstream):
-            # eq. 11: zero when the hinge is inactive; eq. 12 for F, eq. 13 for F~.
-            active = tf.cast(value > 0.0, x.dtype)
-            grad_pred = -_pair_distance_sum_grad(x, partner)
-            grad_oracle = -_pair_distance_sum_grad(x, oracle_partner)
-            return upstream * active * (grad_pred - grad_oracle)
-
-        return value, grad
-
-    return hinge(embeddings), score_pred, score_oracle
-
-
-class _Solution(NamedTuple):
-    medoids: tf.Tensor  # int32 [m], S padded with m ([K] with numpy)
-    partner: tf.Tensor  # int32 [m], j*(i): the medoid of i's cluster under g(S)
-    oracle_partner: tf.Tensor  # int32 [m], the oracle medoid of i's class (eq. 5)
-    margin: tf.Tensor
-    nmi: tf.Tensor
-
-
 def _solve(embeddings, labels, gamma, options: InferenceOptions, fraction) -> _Solution:
-    """The loss-augmented S, g(S), the oracle medoids and the margin (no gradient), in
-    n = num_slots(m, fraction) slots."""
-    labels = margins_lib.dense_labels(labels)
+    """Eq. 6 at the loss-augmented S, in n = num_slots(m, fraction) slots, without gradient.
+
+    [F(X, S) + gamma Delta(g(S), y*) - F~(X, y*)]_+ with S from Algorithms 1-2, g(S) (eq. 7),
+    the oracle medoids (eq. 5) and Delta (eq. 8). `labels`: ids in [0, K).
+    """
     distances = pairwise_distances(embeddings)
     medoids = compiled.loss_augmented_medoids(
         distances, labels, gamma, options, fraction
@@ -124,50 +72,46 @@ def _solve(embeddings, labels, gamma, options: InferenceOptions, fraction) -> _S
         nmi = 1.0 - margin
     else:
         nmi = margins_lib.score_of_ids(asg, labels, "nmi")
-    return _Solution(medoids, tf.gather(medoids, asg), oracle_partner, margin, nmi)
+    partner = tf.gather(medoids, asg)
+    score_pred = -_pair_distance_sum(embeddings, partner)
+    score_oracle = -_pair_distance_sum(embeddings, oracle_partner)
+    loss = tf.nn.relu(score_pred + gamma * margin - score_oracle)
+    terms = ClusterLossTerms(loss, score_pred, score_oracle, margin, nmi, medoids)
+    return _Solution(terms, partner, oracle_partner)
 
 
-def _terms(embeddings, labels, gamma, options: InferenceOptions, fraction=None):
-    """`ClusterLossTerms` (medoids padded to m): eq. 6 at the solution of `_solve`.
+def _with_subgradient(embeddings: tf.Tensor, sol: _Solution) -> tf.Tensor:
+    """`sol`'s loss as a function of the embeddings: the subgradient of eqs. 11-13, S and the
+    oracle medoids held fixed.
 
     The compiled solver takes no gradient (its input is stopped): differentiating through
     XLA's slot-count switch would compile a backward program for every slot count.
     """
+
+    @tf.custom_gradient
+    def hinge(x):
+        def grad(upstream):
+            # eq. 11: zero when the hinge is inactive; eq. 12 for F, eq. 13 for F~.
+            active = tf.cast(sol.terms.loss > 0.0, x.dtype)
+            grad_pred = -_pair_distance_sum_grad(x, sol.partner)
+            grad_oracle = -_pair_distance_sum_grad(x, sol.oracle_partner)
+            return upstream * active * (grad_pred - grad_oracle)
+
+        return sol.terms.loss, grad
+
+    return hinge(embeddings)
+
+
+def _padded_terms(labels, embeddings, margin_multiplier, options: InferenceOptions):
+    """(`ClusterLossTerms` with S padded to m slots, the labels as ids in [0, K))."""
+    gamma = compiled.checked_gamma(margin_multiplier, "cluster_loss")
+    labels, embeddings = validation.check_labels_embeddings(
+        labels, embeddings, "cluster_loss"
+    )
     sol = compiled.in_fewest_slots(
-        _solve, tf.stop_gradient(embeddings), labels, gamma, options, fraction
+        _solve, tf.stop_gradient(embeddings), labels, gamma, options
     )
-    loss, score_pred, score_oracle = _hinge(
-        embeddings, sol.partner, sol.oracle_partner, gamma, sol.margin
-    )
-    return ClusterLossTerms(
-        loss, score_pred, score_oracle, sol.margin, sol.nmi, sol.medoids
-    )
-
-
-def cluster_loss_terms(
-    labels,
-    embeddings,
-    margin_multiplier,
-    enable_pam_finetuning: bool = True,
-    margin_type: str = "nmi",
-    pam_iterations: int = 5,
-    inference: str = "xla",
-) -> ClusterLossTerms:
-    """The clustering loss together with the quantities it is made of (for logging).
-
-    Same arguments as `cluster_loss`.
-    """
-    options = inference_options(
-        enable_pam_finetuning, margin_type, pam_iterations, inference
-    )
-    gamma = _gamma(margin_multiplier)
-    labels, embeddings = check_labels_embeddings(labels, embeddings, "cluster_loss")
-    if compiled.compiles_eagerly(options):
-        # One XLA function for the whole loss saves the eager dispatch of its small ops.
-        terms = compiled.in_fewest_slots(_terms, embeddings, labels, gamma, options)
-    else:
-        terms = _terms(embeddings, labels, gamma, options)
-    return terms._replace(medoids=_used_slots(terms.medoids, labels))
+    return sol.terms._replace(loss=_with_subgradient(embeddings, sol)), labels
 
 
 def cluster_loss(
@@ -208,56 +152,25 @@ def cluster_loss(
       ValueError: unknown margin_type or inference, negative margin_multiplier, bad shapes/dtypes.
       tf.errors.InvalidArgumentError: NaN/Inf embeddings or a batch-size mismatch at run time.
     """
-    return cluster_loss_terms(
-        labels,
-        embeddings,
-        margin_multiplier,
-        enable_pam_finetuning,
-        margin_type,
-        pam_iterations,
-        inference,
-    ).loss
-
-
-def loss_augmented_inference(
-    labels,
-    embeddings,
-    margin_multiplier,
-    enable_pam_finetuning: bool = True,
-    margin_type: str = "nmi",
-    pam_iterations: int = 5,
-    inference: str = "xla",
-) -> tf.Tensor:
-    """The medoids S of (*) in eq. 6: Algorithm 1, then Algorithm 2 if enabled; no loss.
-
-    Same arguments as `cluster_loss`.
-
-    Returns:
-      int32 Tensor [K], indices into the batch, in slot order (slot k = cluster k of g(S)).
-    """
     options = inference_options(
         enable_pam_finetuning, margin_type, pam_iterations, inference
     )
-    gamma = _gamma(margin_multiplier)
-    labels, embeddings = check_labels_embeddings(
-        labels, embeddings, "loss_augmented_inference"
-    )
-    medoids = compiled.in_fewest_slots(
-        compiled.inference, embeddings, labels, gamma, options
-    )
-    return _used_slots(medoids, labels)
+    # Not sliced to the K used slots: in a step XLA compiles as a whole, the slice's size would
+    # make the labels a compile-time constant, and the step recompile for every label vector.
+    return _padded_terms(labels, embeddings, margin_multiplier, options)[0].loss
 
 
-def _used_slots(medoids, labels) -> tf.Tensor:
-    """The K medoids of S without its unused slots (index m), which all come after them."""
-    if (
-        tf.executing_eagerly()
-    ):  # a slice of known length: ~1 ms less than a mask eagerly
-        return medoids[: np.unique(labels.numpy()).size]
-    # K from the labels, not from the medoids: a slice whose size XLA must know when it compiles
-    # would otherwise depend on the data and recompile the program on every call.
-    first = tf.equal(margins_lib.dense_labels(labels), tf.range(tf.shape(labels)[0]))
-    return medoids[: tf.reduce_sum(tf.cast(first, tf.int32))]
+def cluster_loss_terms(
+    labels, embeddings, margin_multiplier, **options: Unpack[InferenceKwargs]
+) -> ClusterLossTerms:
+    """The clustering loss together with the quantities it is made of (for logging).
+
+    Same arguments as `cluster_loss`, its inference options by keyword. Under XLA the K
+    medoids make the labels a compile-time constant; `cluster_loss` has no such cost.
+    """
+    options = inference_options(**options)
+    terms, labels = _padded_terms(labels, embeddings, margin_multiplier, options)
+    return terms._replace(medoids=compiled.used_slots(terms.medoids, labels))
 
 
 @keras.saving.register_keras_serializable(package="fl_embed")
@@ -281,7 +194,7 @@ class ClusteringLoss(MetricLossWrapper):
         **kwargs,
     ):
         inference_options(enable_pam_finetuning, margin_type, pam_iterations, inference)
-        _gamma(margin_multiplier)
+        compiled.checked_gamma(margin_multiplier, name)
         super().__init__(
             cluster_loss,
             name=name,
@@ -292,7 +205,7 @@ class ClusteringLoss(MetricLossWrapper):
             inference=inference,
             **kwargs,
         )
-        self.degenerate_batches = DegenerateBatchMonitor(name)
+        self.degenerate_batches = validation.DegenerateBatchMonitor(name)
 
     def call(self, y_true, y_pred):
         # Unshuffled data (one class per batch) trains nothing: say so once.

@@ -17,7 +17,7 @@ compiled), or inlined into a step that is itself XLA-compiled (every n is compil
 """
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import NamedTuple, TypedDict, Unpack
 
 import numpy as np
 import tensorflow as tf
@@ -27,6 +27,11 @@ from fl_embed.losses import margins as margins_lib
 from fl_embed.losses.greedy import greedy_facilities
 from fl_embed.losses.numpy_inference import numpy_medoids
 from fl_embed.losses.pam import pam_refine
+from fl_embed.losses.validation import (
+    check_hyperparameter,
+    check_labels_embeddings,
+    num_classes,
+)
 
 BACKENDS = ("xla", "graph", "numpy")
 SLOT_FRACTIONS = (1, 2, 4, 8)
@@ -42,24 +47,38 @@ class InferenceOptions(NamedTuple):
     backend: str  # one of BACKENDS
 
 
+class InferenceKwargs(TypedDict, total=False):
+    """The keyword arguments of `cluster_loss` that set the inference (see its docstring)."""
+
+    enable_pam_finetuning: bool
+    margin_type: str
+    pam_iterations: int
+    inference: str
+
+
 def inference_options(
-    enable_pam: bool, margin_type: str, iterations: int, backend: str
+    enable_pam_finetuning: bool = True,
+    margin_type: str = "nmi",
+    pam_iterations: int = 5,
+    inference: str = "xla",
 ) -> InferenceOptions:
-    """Checked `InferenceOptions`; a ValueError naming the bad value otherwise."""
+    """Checked `InferenceOptions` (defaults: `cluster_loss`'s); a ValueError naming the bad value."""
     margins_lib.check_margin_type(margin_type)
-    if backend not in BACKENDS:
+    if inference not in BACKENDS:
         raise ValueError(
-            f"Unknown inference {backend!r}; expected one of {', '.join(BACKENDS)}."
+            f"Unknown inference {inference!r}; expected one of {', '.join(BACKENDS)}."
         )
     if (
-        isinstance(iterations, bool)
-        or not isinstance(iterations, (int, np.integer))
-        or iterations < 0
+        isinstance(pam_iterations, bool)
+        or not isinstance(pam_iterations, (int, np.integer))
+        or pam_iterations < 0
     ):
         raise ValueError(
-            f"pam_iterations must be a non-negative int, got {iterations!r}."
+            f"pam_iterations must be a non-negative int, got {pam_iterations!r}."
         )
-    return InferenceOptions(margin_type, bool(enable_pam), int(iterations), backend)
+    return InferenceOptions(
+        margin_type, bool(enable_pam_finetuning), int(pam_iterations), inference
+    )
 
 
 def num_slots(m, fraction: int):
@@ -99,8 +118,9 @@ def inference_slots(batch_size: int, num_classes: int) -> int:
 def loss_augmented_medoids(distances, labels, gamma, options, fraction) -> tf.Tensor:
     """S of (*) in eq. 6: Algorithm 1, then Algorithm 2 when enabled.
 
-    `labels` dense (`margins.dense_labels`). Returns int32 [m]: the K medoids in slot order,
-    then m, in n = num_slots(m, fraction) slots padded to m ([K] with numpy).
+    `labels`: int32 [m], ids in [0, K) (`validation.class_ids`). Returns int32 [m]: the K
+    medoids in slot order, then m, in n = num_slots(m, fraction) slots padded to m ([K] with
+    numpy).
     """
     if options.backend == "numpy":
         return numpy_medoids(
@@ -123,8 +143,7 @@ def loss_augmented_medoids(distances, labels, gamma, options, fraction) -> tf.Te
 
 
 def inference(embeddings, labels, gamma, options: InferenceOptions, fraction):
-    """`loss_augmented_medoids` of the embeddings and any integer labels (for `in_fewest_slots`)."""
-    labels = margins_lib.dense_labels(labels)
+    """`loss_augmented_medoids` of the embeddings (for `in_fewest_slots`)."""
     return loss_augmented_medoids(
         pairwise_distances(embeddings), labels, gamma, options, fraction
     )
@@ -145,46 +164,34 @@ def _compiled(fn: Callable, options: InferenceOptions, fraction, jit: bool):
     return _JIT_CACHE[key]
 
 
-def compiles_eagerly(options: InferenceOptions) -> bool:
-    """Whether `in_fewest_slots` makes the function it runs one XLA program right now."""
-    return options.backend == "xla" and tf.executing_eagerly()
-
-
 def in_fewest_slots(
     solve: Callable,
     embeddings,
     labels,
     gamma,
     options: InferenceOptions,
-    fraction=None,
 ):
     """`solve(embeddings, labels, gamma, options, fraction)` in the fewest slots that hold the
     batch's classes, compiled by XLA with the "xla" backend.
 
-    `fraction` is the slot fraction when the caller knows it (a Python int). Eagerly, with
-    "xla", it is chosen here from the concrete labels, so only the sizes used are compiled. In a
-    graph, a `tf.switch_case` over the fractions picks it at run time. The numpy backend has no
-    slots (fraction 1).
+    `labels`: int32 [m], ids in [0, K) (`validation.class_ids`). Eagerly the fraction is chosen
+    here from the concrete labels, so only the sizes used are compiled. In a graph, a
+    `tf.switch_case` over the fractions picks it at run time. The numpy backend has no slots
+    (fraction 1).
     """
     jit = options.backend == "xla"
     if options.backend == "numpy":
         return _compiled(solve, options, 1, jit)(embeddings, labels, gamma)
-    if fraction is None and compiles_eagerly(options):
-        num_classes = np.unique(labels.numpy()).size
-        fraction = _fraction_for(int(labels.shape[0]), num_classes)
-    if fraction is not None:
+    if tf.executing_eagerly():
+        fraction = _fraction_for(int(labels.shape[0]), num_classes(labels))
         return _compiled(solve, options, fraction, jit)(embeddings, labels, gamma)
     fractions = _fractions(embeddings.shape[0])
     if len(fractions) == 1:
         return _compiled(solve, options, fractions[0], jit)(embeddings, labels, gamma)
     m = tf.shape(embeddings)[0]
-    num_classes = tf.reduce_sum(
-        tf.cast(tf.equal(margins_lib.dense_labels(labels), tf.range(m)), tf.int32)
-    )
+    k = num_classes(labels)
     # Slot counts fall as the fraction grows: the branch is the number of smaller ones that fit.
-    branch = tf.add_n(
-        [tf.cast(num_slots(m, f) >= num_classes, tf.int32) for f in fractions[1:]]
-    )
+    branch = tf.add_n([tf.cast(num_slots(m, f) >= k, tf.int32) for f in fractions[1:]])
     return tf.switch_case(
         branch,
         [
@@ -192,3 +199,38 @@ def in_fewest_slots(
             for f in fractions
         ],
     )
+
+
+def used_slots(medoids, labels) -> tf.Tensor:
+    """The K medoids of S without its unused slots (index m), which all come after them.
+
+    K is counted from the labels (ids in [0, K)), not from the medoids: a slice whose size XLA
+    must know when it compiles would otherwise depend on the data. Inside a step XLA compiles
+    as a whole, the size still makes the labels a compile-time constant (one program per label
+    vector), which is why `cluster_loss` never slices.
+    """
+    return medoids[: num_classes(labels)]
+
+
+def checked_gamma(margin_multiplier, name: str) -> tf.Tensor:
+    """gamma as a float32 scalar, checked by `validation.check_hyperparameter`."""
+    gamma = check_hyperparameter(margin_multiplier, "margin_multiplier", name)
+    return tf.convert_to_tensor(gamma, tf.float32)
+
+
+def loss_augmented_inference(
+    labels, embeddings, margin_multiplier, **options: Unpack[InferenceKwargs]
+) -> tf.Tensor:
+    """The medoids S of (*) in eq. 6: Algorithm 1, then Algorithm 2 if enabled; no loss.
+
+    Same arguments as `cluster.cluster_loss`, its inference options by keyword.
+
+    Returns:
+      int32 Tensor [K], indices into the batch, in slot order (slot k = cluster k of g(S)).
+    """
+    options = inference_options(**options)
+    name = "loss_augmented_inference"
+    gamma = checked_gamma(margin_multiplier, name)
+    labels, embeddings = check_labels_embeddings(labels, embeddings, name)
+    medoids = in_fewest_slots(inference, embeddings, labels, gamma, options)
+    return used_slots(medoids, labels)

@@ -49,6 +49,13 @@ def check_embedding_dtype(embeddings: tf.Tensor, name: str) -> None:
         )
 
 
+def num_classes(ids: tf.Tensor) -> int | tf.Tensor:
+    """K of the ids `class_ids` returns: a Python int eagerly, an int32 scalar in a graph."""
+    if tf.executing_eagerly():
+        return int(np.max(ids.numpy())) + 1
+    return tf.reduce_max(ids) + 1
+
+
 def check_label_dtype(labels: tf.Tensor, name: str) -> None:
     """Raises ValueError unless `labels` has an integer or float dtype (class ids)."""
     if not (labels.dtype.is_integer or labels.dtype.is_floating):

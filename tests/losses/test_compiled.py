@@ -79,7 +79,7 @@ def test_xla_solver_in_a_plain_tf_function_is_traced_once_per_batch_size():
     assert step.experimental_get_tracing_count() == 1
     # The jit solver itself: new values of the same shapes reuse its trace (and XLA program).
     options = compiled.InferenceOptions("nmi", True, 5, "xla")
-    solver = compiled._compiled(cluster_module._terms, options, 1, jit=True)
+    solver = compiled._compiled(cluster_module._solve, options, 1, jit=True)
     dense = tf.constant(y, tf.int32)  # class c first appears at index c: already dense
     before = solver.experimental_get_tracing_count()
     for g in (0.5, 2.0, 3.0):
