@@ -13,6 +13,10 @@ Only groups of two or more points get a row (`group_rows`): f(0) = f(1) = 0 for 
 (unused ones hold m), and the per-cluster and per-class tables have at most n rows; shapes depend
 on m and n only, so XLA compiles once per (batch size, n).
 
+Pruning. For "nmi" and "vmeasure", `margin_upper_bound` bounds a candidate's margin from two
+column sums of the points it would take, so most candidates can be ruled out without their
+three segment sums (see `greedy.py`).
+
 Ties. Scores within a relative tolerance RTOL are tied (float32 rounding decides otherwise, and
 ties are common: with singleton classes two candidates often score exactly the same), and ties go
 to the lowest point index.
@@ -25,6 +29,10 @@ import tensorflow as tf
 from fl_embed.losses import margins as margins_lib
 
 RTOL = 1e-5
+# Margin types with a `margin_upper_bound`, and the absolute slack added to it: float32 rounding
+# of the segment sums moves a computed margin by ~1e-5 at m = 4096.
+BOUNDED_MARGINS = ("nmi", "vmeasure")
+BOUND_SLACK = 1e-4
 
 
 class Classes(NamedTuple):
@@ -193,3 +201,47 @@ def argmax_lowest_index(scores: tf.Tensor, valid: tf.Tensor) -> tf.Tensor:
     return tf.reduce_min(
         tf.where(winners, tf.range(tf.shape(scores)[0]), tf.shape(scores)[0])
     )
+
+
+def take_weights(classes: Classes) -> tf.Tensor:
+    """float32 [m]: 1 + log(size of the point's class), at least 1 + log(size of its cell) in any
+    clustering, so at least what a candidate taking the point can lower s_ac by
+    (f(n) - f(n - t) <= t f'(n) for the convex f(x) = x log x)."""
+    size = segment_sum(
+        tf.ones(tf.shape(classes.labels)), classes.labels, tf.shape(classes.labels)[0]
+    )
+    return 1.0 + tf.math.log(tf.maximum(tf.gather(size, classes.labels), 1.0))
+
+
+def margin_upper_bound(
+    count: tf.Tensor, weight: tf.Tensor, base: Base, classes: Classes, margin_type: str
+) -> tf.Tensor:
+    """An upper bound on `candidate_margins` from two column sums of the points a candidate takes
+    (any over-count keeps it a bound), for the margins in BOUNDED_MARGINS.
+
+    A candidate taking points T with weights w (`take_weights`) has s_ac >= s_ac(base) - sum_T w
+    (the taken counts per class only add to s_ac) and s_a <= s_a(base) + f(|T|) (cells and
+    clusters only lose points). NMI and V-measure grow with s_ac and fall with s_a along the way
+    from the candidate's sums to that corner (MI - H(y) stays constant, so MI <= H(y)), so the
+    corner's score is at most the candidate's. A corner whose clustering entropy is zero, or a
+    batch of one class, gets the trivial bound 1.
+
+    Args:
+      count: float [Q], at least |T| for each candidate.
+      weight: float [Q], at least the sum over T of 1 + log(cell size), e.g. of `take_weights`.
+      base, classes: see `Base`, `Classes`.
+      margin_type: one of BOUNDED_MARGINS.
+
+    Returns:
+      float32 [Q], at least the candidate's margin plus BOUND_SLACK.
+    """
+    if margin_type not in BOUNDED_MARGINS:
+        raise ValueError(f"No margin bound for {margin_type!r}.")
+    f = margins_lib.stat_fn(margin_type)
+    m = tf.cast(tf.shape(base.mind)[0], tf.float32)
+    s_ac = tf.reduce_sum(f(base.cell_size)) - weight
+    s_a = tf.reduce_sum(f(base.cluster_size)) + f(count)
+    score = margins_lib.score_from_sums(margin_type, s_ac, s_a, classes.s_c, m)
+    log_m = tf.math.log(m)
+    flat = (log_m - s_a / m < 1e-5) | (log_m - classes.s_c / m < 1e-5)
+    return tf.where(flat, 1.0, 1.0 - score) + BOUND_SLACK

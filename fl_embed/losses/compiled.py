@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from fl_embed.distances import pairwise_distances
+from fl_embed.losses import candidates as cand
 from fl_embed.losses import margins as margins_lib
 from fl_embed.losses.greedy import greedy_facilities
 from fl_embed.losses.numpy_inference import numpy_medoids
@@ -133,10 +134,20 @@ def loss_augmented_medoids(distances, labels, gamma, options, fraction) -> tf.Te
         )
     m = tf.shape(distances)[0]
     n = num_slots(m, fraction)
-    medoids = greedy_facilities(distances, labels, gamma, options.margin_type, n)
+    # Built once for both algorithms.
+    classes = cand.make_classes(labels, options.margin_type, n)
+    medoids = greedy_facilities(
+        distances, labels, gamma, options.margin_type, n, classes=classes
+    )
     if options.enable_pam and options.iterations > 0:
         medoids = pam_refine(
-            distances, labels, medoids, gamma, options.margin_type, options.iterations
+            distances,
+            labels,
+            medoids,
+            gamma,
+            options.margin_type,
+            options.iterations,
+            classes=classes,
         )
     # Every n gives the same output shape: unused slots (index m) up to m.
     return tf.concat([medoids, tf.fill([m - n], m)], axis=0)

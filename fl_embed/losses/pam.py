@@ -207,6 +207,7 @@ def pam_refine(
     margin_type: str = "nmi",
     iterations: int = 5,
     emi_table=None,
+    classes=None,
 ) -> tf.Tensor:
     """Algorithm 2: T sweeps of loss-augmented medoid swaps starting from `medoids`.
 
@@ -224,6 +225,7 @@ def pam_refine(
       margin_type: one of margins.MARGIN_TYPES.
       iterations: T, the number of sweeps.
       emi_table: as in `greedy.greedy_facilities`.
+      classes: as in `greedy.greedy_facilities` (the same `candidates.Classes` for both).
 
     Returns:
       int32 [n], refined medoids in slot order, then m.
@@ -234,7 +236,8 @@ def pam_refine(
     m = tf.shape(distances)[0]
     n = tf.shape(medoids)[0]
     padded = tf.concat([distances, tf.fill([1, m], float("inf"))], axis=0)
-    classes = cand.make_classes(labels, margin_type, n, emi_table)
+    if classes is None:
+        classes = cand.make_classes(labels, margin_type, n, emi_table)
     problem = _Problem(
         distances,
         tf.transpose(distances),

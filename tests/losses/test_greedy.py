@@ -83,3 +83,38 @@ def test_fewer_slots_than_classes_is_refused():
         greedy_facilities(d, labels, 1.0, num_slots=4)
     with pytest.raises(tf.errors.InvalidArgumentError, match="num_slots"):
         pam_refine(d, labels, tf.range(4), 1.0)
+
+
+def _tie_heavy_batch(rng, m, num_classes):
+    """Points drawn from six distinct unit vectors (exact duplicates, many equal distances),
+    labels with singletons."""
+    atoms = rng.normal(size=(6, 4)).astype(np.float32)
+    atoms /= np.linalg.norm(atoms, axis=1, keepdims=True)
+    x = atoms[rng.integers(0, 6, m)]
+    y = ref.dense(
+        np.r_[np.arange(num_classes), rng.integers(0, num_classes, m - num_classes)]
+    )
+    return x, y
+
+
+@pytest.mark.parametrize("margin_type", ["nmi", "vmeasure"])
+@pytest.mark.parametrize("jit", [False, True])
+def test_pruned_greedy_gives_the_numpy_medoids_on_tie_heavy_and_random_batches(
+    margin_type, jit
+):
+    # m > the pruning chunk (16), so most steps score only the candidates whose bound can win;
+    # gamma = 0 (energy alone), 1 and 30 (the margin dominates, little is pruned).
+    from fl_embed.losses.numpy_inference import greedy_facilities_np
+
+    rng = np.random.default_rng(21)
+    solve = lambda d, y, g: greedy_facilities(d, y, g, margin_type)
+    if jit:
+        solve = tf.function(solve, jit_compile=True)
+    cases = [_tie_heavy_batch(rng, 40, 12), _tie_heavy_batch(rng, 48, 30)]
+    cases += [_batch(rng, 64, 20, dim=8), _batch(rng, 56, 48, dim=3)]
+    for x, y in cases:
+        d = _tf_distances(x)
+        for gamma in (0.0, 1.0, 30.0):
+            expected = greedy_facilities_np(d.astype(np.float64), y, gamma, margin_type)
+            got = solve(tf.constant(d), tf.constant(y, tf.int32), tf.constant(gamma))
+            np.testing.assert_array_equal(got.numpy()[: len(expected)], expected)
