@@ -1,8 +1,9 @@
 """How the loss-augmented inference is run: which implementation, XLA compilation, and the
 number of slots of S.
 
-Dispatch only; the math is in `greedy.py` (Algorithm 1), `pam.py` (Algorithm 2) and
-`cluster.py` (eq. 6); `numpy_inference.py` is the plain numpy fallback.
+Dispatch only, and the public entry of the inference alone (`loss_augmented_inference`); the
+math is in `greedy.py` (Algorithm 1), `pam.py` (Algorithm 2) and `cluster.py` (eq. 6);
+`numpy_inference.py` is the plain numpy fallback.
 
 Slots. The inference runs in n slots, n = m / f for f in `SLOT_FRACTIONS` (n >= `MIN_SLOTS`,
 n <= m), and each batch takes the smallest n that holds its K classes: the per-cluster and

@@ -105,3 +105,20 @@ def test_inference_slots_are_the_fewest_of_m_over_1_2_4_8_that_hold_the_classes(
     assert inference_slots(48, 3) == 48  # small batches always run in m slots
     with pytest.raises(ValueError, match="num_classes"):
         inference_slots(128, 129)
+
+
+def test_a_jit_compiled_step_takes_the_labels_as_an_input_not_as_a_constant():
+    # A slice of S to its K used slots inside the step made the labels a compile-time constant
+    # (its size must be known): XLA then compiled the step again for every label vector.
+    @tf.function(jit_compile=True)
+    def step(e, y):
+        with tf.GradientTape() as tape:
+            tape.watch(e)
+            loss = cluster_loss(y, e, 1.0)
+        return loss, tape.gradient(loss, e)
+
+    x = tf.constant(_unit(np.random.default_rng(15), 16, 4))
+    y = tf.constant(_balanced(16, 4), tf.int32)
+    hlo = step.experimental_get_compiler_ir(x, y)(stage="hlo")
+    entry = next(line for line in hlo.splitlines() if line.startswith("ENTRY"))
+    assert "s32[16]" in entry.split("->")[0], entry
