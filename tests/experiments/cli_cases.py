@@ -35,7 +35,9 @@ def _warm_up() -> None:
 
     import tensorflow_datasets.core as tfds_core
 
-    for module in pkgutil.walk_packages(tfds_core.__path__, "tensorflow_datasets.core."):
+    for module in pkgutil.walk_packages(
+        tfds_core.__path__, "tensorflow_datasets.core."
+    ):
         if ".test" in module.name or module.name.endswith("_test"):
             continue
         try:
