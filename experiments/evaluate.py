@@ -9,9 +9,11 @@ JSON.
 
 import os
 import sys
+import tempfile
 
 from absl import app, flags, logging
 
+import data_prep
 from experiments import configs, run_dir
 from experiments.reporting import markdown_table
 from fl_embed.evaluation import evaluate, write_metrics_json
@@ -43,7 +45,9 @@ flags.DEFINE_list(
     "Recall@K cut-offs; default the data set's (1,2,4,8; SOP 1,10,100,1000).",
 )
 flags.DEFINE_integer("batch_size", 256, "Images per embedding batch.", lower_bound=1)
-flags.DEFINE_integer("seed", 0, "random_state of k-means.")
+flags.DEFINE_integer(
+    "seed", 0, "random_state of k-means.", lower_bound=0, upper_bound=2**32 - 1
+)
 flags.DEFINE_string(
     "output_json",
     None,
@@ -91,31 +95,56 @@ def load_embed_fn():
     )
 
 
+def check_writable(path: str) -> None:
+    """Raises OSError naming `path` when a file cannot be written there (tried, since root
+    ignores permission bits and a mount may be read-only)."""
+    parent = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(parent, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=parent, prefix=".write-test-"):
+            pass
+    except OSError as err:
+        raise OSError(f"cannot write {path}: {err.strerror or err}") from None
+
+
 def main(argv):
     del argv
     try:
+        # Refused before minutes of embedding, not when writing the result.
+        if FLAGS.output_json and os.path.isdir(FLAGS.output_json):
+            raise IsADirectoryError(
+                f"--output_json {FLAGS.output_json} is a directory."
+            )
+        data_prep.check_dirs(FLAGS.data_dir)
         embed, dataset, where, source = load_embed_fn()
-    except (CheckpointError, FileNotFoundError, ValueError) as err:
+        output = FLAGS.output_json or os.path.join(
+            where, f"metrics_{dataset}_{FLAGS.split}.json"
+        )
+        check_writable(output)
+    except (CheckpointError, OSError, ValueError) as err:
         sys.exit(f"error: {err}")
     ks = tuple(int(k) for k in FLAGS.ks) if FLAGS.ks else configs.get_config(dataset).ks
-    embeddings, labels = run_dir.embed_split(
-        embed, dataset, FLAGS.split, FLAGS.data_dir, FLAGS.batch_size
-    )
+    try:
+        embeddings, labels = run_dir.embed_split(
+            embed, dataset, FLAGS.split, FLAGS.data_dir, FLAGS.batch_size
+        )
+    except OSError as err:  # the data set missing, or its copy not writable
+        sys.exit(f"error: {err}")
     metrics = evaluate(embeddings, labels, ks=ks, seed=FLAGS.seed)
     print(markdown_table({f"{dataset} {FLAGS.split}": metrics}))
-    output = FLAGS.output_json or os.path.join(
-        where, f"metrics_{dataset}_{FLAGS.split}.json"
-    )
-    write_metrics_json(
-        output,
-        metrics,
-        **source,
-        dataset=dataset,
-        split=FLAGS.split,
-        num_items=len(labels),
-        ks=list(ks),
-        seed=FLAGS.seed,
-    )
+    try:
+        write_metrics_json(
+            output,
+            metrics,
+            **source,
+            dataset=dataset,
+            split=FLAGS.split,
+            num_items=len(labels),
+            ks=list(ks),
+            seed=FLAGS.seed,
+        )
+    except OSError as err:
+        sys.exit(f"error: cannot write {output}: {err.strerror or err}")
     logging.info("Wrote %s", output)
 
 

@@ -27,14 +27,14 @@ def main(argv):
     del argv
     try:
         config, model, path = run_dir.load_run(FLAGS.checkpoint)
-    except CheckpointError as err:
+    except (CheckpointError, OSError, ValueError) as err:
         sys.exit(f"error: {err}")
     export_dir = FLAGS.export_dir or os.path.join(
         run_dir.find_run_dir(FLAGS.checkpoint), run_dir.EXPORT_DIR
     )
     try:
         written = run_dir.export_run(model, config, export_dir)
-    except (FileExistsError, ValueError) as err:
+    except (OSError, ValueError) as err:  # FileExistsError, PermissionError included
         sys.exit(f"error: {err}")
     logging.info("Exported %s to %s", path, written)
     print(written)

@@ -83,7 +83,7 @@ def start_run(config: configs.Config) -> tuple[tf.distribute.Strategy, bool]:
 
     Raises:
       SystemExit: a bad strategy or TF_CONFIG, a batch that does not split across the replicas,
-        or an output directory holding another run.
+        a --data_dir that is a file, or an output directory holding another run.
     """
     try:
         # MultiWorkerMirroredStrategy must exist before TensorFlow's runtime starts.
@@ -97,8 +97,9 @@ def start_run(config: configs.Config) -> tuple[tf.distribute.Strategy, bool]:
         )
         extra = [f"--output_dir={FLAGS.output_dir}"]
         extra += [f"--data_dir={FLAGS.data_dir}"] if FLAGS.data_dir else []
+        data_prep.check_dirs(FLAGS.data_dir)
         resumed = run_dir.prepare(FLAGS.output_dir, config, replicas, extra, chief)
-    except ValueError as err:  # RunConfigMismatchError included
+    except (ValueError, OSError) as err:  # RunConfigMismatchError included
         sys.exit(f"error: {err}")
     logging.info(
         "%s run in %s: %s",
@@ -153,9 +154,16 @@ def chief_evaluator(model, config: configs.Config, chief: bool):
 
 
 def build_model(config: configs.Config, strategy: tf.distribute.Strategy):
-    """The embedder and its RMSprop optimizer, made under the strategy's scope."""
+    """The embedder and its RMSprop optimizer, made under the strategy's scope.
+
+    Raises:
+      SystemExit: pretrained weights that are missing or do not fit the backbone.
+    """
     with strategy.scope():
-        model = run_dir.build_model(config)
+        try:
+            model = run_dir.build_model(config)
+        except (OSError, ValueError) as err:
+            sys.exit(f"error: --weights={config.weights}: {err}")
         optimizer = keras.optimizers.RMSprop(config.learning_rate)
         optimizer.build(model.trainable_variables)
     return model, optimizer
@@ -212,10 +220,9 @@ def train_loop(config, train_step, batches, gamma, step, checkpoints, evaluate_a
         try:
             terms = train_step(*next(batches))
         except tf.errors.InvalidArgumentError as err:
-            # The step checks the updated weights, the losses their input embeddings.
+            # The losses check their input: NaN embeddings mean the weights already diverged.
             if "NaN or Inf" not in err.message:
                 raise
-            check_finite(checkpoints.variables, current)  # names the first bad weight
             raise NonFiniteError(
                 f"step {current}: the model's embeddings hold NaN or Inf, the weights diverged "
                 "(lower the learning rate?). Nothing was saved at this step."
@@ -226,6 +233,10 @@ def train_loop(config, train_step, batches, gamma, step, checkpoints, evaluate_a
         # A diverged step is stopped at once: its weights are never saved or exported.
         check_finite([], current, loss=window["loss"][-1])
         if current % config.log_every == 0 or current == total:
+            # A weight nobody differentiates (a batch norm moving variance, an RMSprop slot)
+            # can turn Inf while the loss stays finite; checked here, not in the step, it
+            # costs one pass over the variables per log line and nothing per step.
+            check_finite(checkpoints.variables, current)
             means = {name: sum(v) / len(v) for name, v in window.items()}
             means.update(gamma=float(gamma.numpy()), learning_rate=config.learning_rate)
             write_scalars(writer, current, means)

@@ -308,7 +308,7 @@ EVALUATION_INPUTS = {
     ),
     "exact_knn: k 'a'": (
         lambda: evaluation.exact_knn(E, "a"),
-        Error(ValueError, "k must be an integer >= 1"),
+        Error(TypeError, "k must be an integer"),
     ),
     "clustering_nmi: NaN": (
         lambda: evaluation.clustering_nmi(np.full((4, 2), np.nan), L[:4]),

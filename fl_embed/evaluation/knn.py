@@ -7,6 +7,8 @@ are then ranked by float64 distances (see `_faiss_knn`). numpy stays the default
 per query costs more than it saves; BUILD_NOTES.md, issue 16).
 """
 
+import numbers
+
 import numpy as np
 
 from fl_embed.evaluation.inputs import check_embeddings, check_positive_int
@@ -81,10 +83,12 @@ def exact_knn(
     Raises:
       ValueError: embeddings refused by `check_embeddings` (NaN included), k outside
         [1, n - 1], block_size < 1, an unknown backend, or "faiss" without faiss installed.
+      TypeError: k that is not an integer.
     """
     x = check_embeddings(embeddings, "exact_knn").astype(np.float64)
     n = x.shape[0]
-    check_positive_int(k, "k", "exact_knn")
+    if not isinstance(k, numbers.Integral) or isinstance(k, bool):
+        raise TypeError(f"exact_knn: k must be an integer, got {k!r}.")
     if not 1 <= k <= n - 1:
         raise ValueError(
             f"exact_knn: k={k} must be between 1 and the gallery size n - 1 = {n - 1}."

@@ -21,11 +21,6 @@ import keras
 import tensorflow as tf
 
 from fl_embed.losses.registry import get_loss, loss_terms
-from fl_embed.training.checkpoints import (
-    finite_flags,
-    trackable_variables,
-    variable_name,
-)
 from fl_embed.training.distributed import average_across_replicas, check_mode
 
 
@@ -146,25 +141,6 @@ def replica_loss_terms(
     return scaled
 
 
-def assert_finite(variables) -> tf.Operation:
-    """An assertion that every float variable is finite, naming the first that is not.
-
-    A diverging update can leave the loss finite while a weight nobody differentiates (a batch
-    norm moving variance, an RMSprop slot) is already Inf: checked in the step, the run stops at
-    that step rather than at the next checkpoint. One reduction per variable (a few percent of a
-    step's memory traffic at most, and no host transfer unless it fails).
-    """
-    floats, finite = finite_flags(variables)
-    names = tf.constant([variable_name(v) for v in floats] or [""])
-    return tf.debugging.Assert(
-        tf.reduce_all(finite),
-        [
-            "NaN or Inf in the weights after the update; first non-finite variable:",
-            tf.boolean_mask(names[: len(floats)], tf.logical_not(finite))[:1],
-        ],
-    )
-
-
 def make_train_step(
     model: keras.Model,
     optimizer: keras.optimizers.Optimizer,
@@ -198,9 +174,7 @@ def make_train_step(
 
     Returns:
       step(images, labels) -> the loss terms (scalar Tensors), summed over the replicas (the
-      single-device values in global mode). The step raises `tf.errors.InvalidArgumentError`
-      ("NaN or Inf in the weights after the update", naming the first such variable) when an
-      update made any weight or optimizer slot non-finite, even if the loss stayed finite.
+      single-device values in global mode).
 
     Raises:
       ValueError: unknown loss name or mode.
@@ -235,7 +209,6 @@ def make_train_step(
 
     def step(images, labels):
         terms = strategy.run(replica_step, args=(images, labels))
-        assert_finite(trackable_variables(model, optimizer))
         return {
             key: strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
             for key, value in terms.items()

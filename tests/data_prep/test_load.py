@@ -178,6 +178,7 @@ def test_failed_download_passes_manual_dir_and_explains(tmp_path, monkeypatch):
     monkeypatch.setattr(
         tfds.core.DatasetBuilder, "download_and_prepare", failing_download
     )
+    (tmp_path / "archives").mkdir()  # a manual_dir that is no folder is refused earlier
     with pytest.raises(
         data_prep.DataSetNotFoundError, match="CUB_200_2011.tgz"
     ) as info:

@@ -215,13 +215,27 @@ def test_a_tuning_run_trains_and_evaluates_on_train_classes_only(
         assert json.load(f)["validation_fraction"] == 0.25
 
 
-def test_a_weight_diverging_with_a_finite_loss_stops_the_loop_at_that_step(
+class _Exploding(keras.layers.Layer):
+    """Identity whose untrained statistic is multiplied by 1e30 at every training call: it is
+    Inf after the second step while the loss, which never reads it, stays finite."""
+
+    def build(self, input_shape):
+        self.statistic = self.add_weight(
+            shape=(), initializer="ones", trainable=False, name="statistic"
+        )
+
+    def call(self, x, training=False):
+        if training:
+            self.statistic.assign(self.statistic * 1e30)
+        return x
+
+
+def test_a_weight_diverging_with_a_finite_loss_stops_the_loop_at_the_next_log_line(
     glyph_data_dir, tmp_path
 ):
-    from tests.training.test_step import _Exploding
-
     out = str(tmp_path / "exploding")
     FLAGS.unparse_flags()
+    # Checked at every log line (here every step), before the checkpoint of step 3.
     FLAGS(["train", *TINY_FLAGS, f"--output_dir={out}", "--checkpoint_every=3"])
     try:
         config = dataclasses.replace(train.run_settings(), train_steps=6)
@@ -252,6 +266,6 @@ def test_a_weight_diverging_with_a_finite_loss_stops_the_loop_at_that_step(
             )
     finally:
         FLAGS.unparse_flags()
-    assert int(step.numpy()) == 1
+    assert int(step.numpy()) == 2  # the step it was found at; nothing saved
     saved = tf.io.gfile.glob(os.path.join(out, "checkpoints", "ckpt-*"))
     assert not saved, saved
