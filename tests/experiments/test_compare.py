@@ -1,5 +1,5 @@
-"""experiments/compare.py end to end at a tiny budget (2 losses, 2 trials, 2 steps, 2 seeds):
-the real trainer runs, the outputs, the validation classes, resuming."""
+"""experiments/compare.py end to end at a tiny budget (one loss, 2 trials, 2 steps, 2 seeds: the
+real trainer runs, the outputs, the validation classes, resuming), and its significance lines."""
 
 import json
 import os
@@ -10,7 +10,7 @@ import data_prep
 from tests.experiments.conftest import run_module
 
 ARGS = [
-    "--losses=triplet,npairs",
+    "--losses=npairs",
     "--tune_trials=2",
     "--seeds=0,1",
     "--train_steps=2",
@@ -38,25 +38,21 @@ def test_the_outputs_hold_both_tables_every_trial_and_the_commands(compared):
     with open(os.path.join(out, "compare.md")) as f:
         text = f.read()
     assert text.index("## Tuned") < text.index("## Untuned")
-    assert "MAP@R" in text and "Welch" in text
-    assert "- Triplet semihard vs Npairs: MAP@R" in text
+    assert "MAP@R" in text and "| Npairs |" in text
     with open(os.path.join(out, "tuning.json")) as f:
         record = json.load(f)
     fit, validation = data_prep.validation_split("glyphs", 0.25)
     assert record["validation_classes"] == validation.tolist()
     assert record["fit_classes"] == fit.tolist()
-    for loss in ("triplet", "npairs"):
-        study = record["losses"][loss]
-        assert [t["number"] for t in study["trials"]] == [0, 1]
-        assert set(study["search_space"]) == {
-            "learning_rate",
-            "margin" if loss == "triplet" else "reg_lambda",
-        }
-        assert study["chosen"]["params"] in [t["params"] for t in study["trials"]]
+    study = record["losses"]["npairs"]
+    assert [t["number"] for t in study["trials"]] == [0, 1]
+    assert study["trials"][0]["params"] == {"learning_rate": 1e-3, "reg_lambda": 0.002}
+    assert set(study["search_space"]) == {"learning_rate", "reg_lambda"}
+    assert study["chosen"]["params"] in [t["params"] for t in study["trials"]]
     with open(os.path.join(out, "commands.txt")) as f:
         commands = f.read().splitlines()
     trials = [c for c in commands if "--validation_fraction=0.25" in c]
-    assert len(trials) == 4 and all("--noexport" in c for c in commands)
+    assert len(trials) == 2 and all("--noexport" in c for c in commands)
     # The tuned runs train the chosen setting on every train class and evaluate on the test split.
     finals = [c for c in commands if "--validation_fraction" not in c]
     chosen = record["losses"]["npairs"]["chosen"]["params"]
@@ -100,3 +96,31 @@ def test_bad_flags_are_usage_errors(tmp_path):
         check=False,
     )
     assert result.returncode != 0 and "at least 2" in result.stderr
+
+
+def test_significance_lines_give_welchs_test_for_every_pair():
+    from experiments import compare
+
+    def runs(*map_at_r):
+        return [{"map@r": v, "nmi": 0.8} for v in map_at_r]
+
+    results = {
+        "A": runs(0.50, 0.52, 0.51),
+        "B": runs(0.40, 0.41, 0.42),
+        "C": runs(0.50, 0.53, 0.50),
+    }
+    lines = compare.significance_lines(results, 0.05)
+    assert "6 tests" in lines[0] and "p < 0.0083" in lines[0]
+    pairs = [line for line in lines if line.startswith("- ")]
+    assert [line.split(":")[0] for line in pairs] == [
+        "- A vs B",
+        "- A vs C",
+        "- B vs C",
+    ]
+    assert "MAP@R +10.00 points" in pairs[0] and "(p = " in pairs[0]
+    assert pairs[0].split(";")[0].endswith(", significant)")
+    assert "not significant" in pairs[1].split(";")[0]
+    # Equal constant NMI on both sides: no difference, p = 1.
+    assert "NMI +0.00 points (p = 1, not significant)" in pairs[0]
+    one_seed = compare.significance_lines({"A": runs(0.5), "B": runs(0.4)}, 0.05)
+    assert "fewer than 2 seeds, not tested" in one_seed[-1]
