@@ -10,6 +10,7 @@ the data set's value, so every setting is written once, here.
 
 import dataclasses
 import inspect
+import math
 from typing import Any
 
 from absl import flags
@@ -220,6 +221,13 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
             flags.DEFINE_integer(name, None, text, flag_values=flag_values, **bound)
         elif field.type is float:
             flags.DEFINE_float(name, None, text, flag_values=flag_values, **bound)
+            # absl's bounds let NaN through (every comparison with NaN is false).
+            flags.register_validator(
+                name,
+                lambda value: value is None or math.isfinite(value),
+                message=f"--{name} must be a finite number.",
+                flag_values=flag_values,
+            )
         else:
             flags.DEFINE_string(name, None, text, flag_values)
         if meta.get("fraction"):

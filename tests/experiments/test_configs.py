@@ -89,3 +89,10 @@ def test_every_loss_knob_is_a_setting_defaulting_to_the_loss_functions_own():
 def test_a_validation_fraction_outside_0_1_is_a_usage_error(flag_values, value):
     with pytest.raises(flags.IllegalFlagValueError, match="validation_fraction"):
         flag_values(["train", f"--validation_fraction={value}"])
+
+
+@pytest.mark.parametrize("flag", ["learning_rate", "margin_multiplier", "margin"])
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_a_non_finite_float_setting_is_a_usage_error(flag_values, flag, value):
+    with pytest.raises(flags.IllegalFlagValueError, match="finite"):
+        flag_values(["train", f"--{flag}={value}"])
