@@ -81,21 +81,18 @@ def test_a_rerun_reuses_every_finished_trial_and_run(compared):
     assert "0 runs trained" in result.stdout, result.stdout[-2000:]
 
 
-def test_bad_flags_are_usage_errors(tmp_path):
+@pytest.mark.parametrize(
+    "flag, message",
+    [
+        ("--losses=triplet,contrastive", "--losses must be"),
+        ("--validation_fraction=0.001", "at least 2"),
+    ],
+)
+def test_bad_flags_are_clear_errors(tmp_path, flag, message):
     result = run_module(
-        "experiments.compare",
-        "--losses=triplet,contrastive",
-        f"--output_dir={tmp_path}",
-        check=False,
+        "experiments.compare", flag, f"--output_dir={tmp_path}", check=False
     )
-    assert result.returncode != 0 and "--losses must be" in result.stderr
-    result = run_module(
-        "experiments.compare",
-        "--validation_fraction=0.001",
-        f"--output_dir={tmp_path}",
-        check=False,
-    )
-    assert result.returncode != 0 and "at least 2" in result.stderr
+    assert result.returncode != 0 and message in result.stderr
 
 
 def test_significance_lines_give_welchs_test_for_every_pair():
