@@ -18,7 +18,6 @@ the paper's Figure 4). A rerun of the same command resumes: finished trials and 
 """
 
 import hashlib
-import itertools
 import json
 import os
 import shlex
@@ -31,8 +30,7 @@ from absl import app, flags, logging
 
 import data_prep
 from experiments import configs, run_dir, tuning
-from experiments.reporting import format_duration, markdown_table
-from fl_embed.evaluation.statistics import welch_test
+from experiments.reporting import format_duration, markdown_table, significance_lines
 from fl_embed.io import atomic_write_text
 from fl_embed.losses.registry import LOSS_NAMES, get_loss
 from fl_embed.training.visualize import save_tsne_grid, tsne_points
@@ -251,36 +249,6 @@ def final_runs(
             logging.error("%s", err)
             failures.append(f"seed {seed}: {err}")
     return results, failures
-
-
-def significance_lines(results: dict[str, list[dict]], alpha: float) -> list[str]:
-    """One line per pair of losses: the MAP@R and NMI differences and Welch's p-values."""
-    pairs = list(itertools.combinations(results, 2))
-    tests = 2 * len(pairs)
-    lines = [
-        (
-            f"Welch's two-sided t-test over seeds, alpha = {alpha}; {tests} tests, so with a "
-            f"Bonferroni correction a difference needs p < {alpha / max(1, tests):.4f}."
-        ),
-        "",
-    ]
-    for a, b in pairs:
-        cells = []
-        for key, name in (("map@r", "MAP@R"), ("nmi", "NMI")):
-            if min(len(results[a]), len(results[b])) < 2:
-                cells.append(f"{name}: fewer than 2 seeds, not tested")
-                continue
-            test = welch_test(
-                [100 * r[key] for r in results[a]],
-                [100 * r[key] for r in results[b]],
-                alpha,
-            )
-            verdict = "significant" if test.significant else "not significant"
-            cells.append(
-                f"{name} {test.difference:+.2f} points (p = {test.p_value:.3g}, {verdict})"
-            )
-        lines.append(f"- {a} vs {b}: " + "; ".join(cells))
-    return lines
 
 
 def save_tuning_plot(records: dict[str, dict], path: str) -> None:

@@ -1,6 +1,7 @@
 """What a command line shows of a run: the progress line, TensorBoard scalars and the Markdown
 tables of metrics in the shape of the paper's Tables 1-3."""
 
+import itertools
 import time
 from collections.abc import Sequence
 
@@ -8,7 +9,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
-from fl_embed.evaluation.statistics import confidence_interval
+from fl_embed.evaluation.statistics import confidence_interval, welch_test
 
 # `tf.summary.scalar` lives in the `tensorboard` package, which `tensorflow-cpu` does not install;
 # `tf.summary.write` with the scalars plugin's metadata writes the same event records.
@@ -152,3 +153,33 @@ def _mean_spread(fractions: list[float], spread: str) -> str:
     else:
         width = values.std(ddof=1)
     return f"{values.mean():.2f} ± {width:.2f}"
+
+
+def significance_lines(results: dict[str, list[dict]], alpha: float) -> list[str]:
+    """One line per pair of losses: the MAP@R and NMI differences and Welch's p-values."""
+    pairs = list(itertools.combinations(results, 2))
+    tests = 2 * len(pairs)
+    lines = [
+        (
+            f"Welch's two-sided t-test over seeds, alpha = {alpha}; {tests} tests, so with a "
+            f"Bonferroni correction a difference needs p < {alpha / max(1, tests):.4f}."
+        ),
+        "",
+    ]
+    for a, b in pairs:
+        cells = []
+        for key, name in (("map@r", "MAP@R"), ("nmi", "NMI")):
+            if min(len(results[a]), len(results[b])) < 2:
+                cells.append(f"{name}: fewer than 2 seeds, not tested")
+                continue
+            test = welch_test(
+                [100 * r[key] for r in results[a]],
+                [100 * r[key] for r in results[b]],
+                alpha,
+            )
+            verdict = "significant" if test.significant else "not significant"
+            cells.append(
+                f"{name} {test.difference:+.2f} points (p = {test.p_value:.3g}, {verdict})"
+            )
+        lines.append(f"- {a} vs {b}: " + "; ".join(cells))
+    return lines

@@ -91,12 +91,12 @@ CASES = {
         "NaN decay rate": (
             ["--output_dir={tmp}/r", "--margin_decay_rate=nan"],
             USAGE,
-            r"in \(0, 1\]",
+            "must be a finite number",
         ),
         "NaN class ratio": (
             ["--output_dir={tmp}/r", "--classes_per_batch_ratio=nan"],
             USAGE,
-            r"in \(0, 1\]",
+            "must be a finite number",
         ),
         "ratio giving 1 class": (
             ["--output_dir={tmp}/r", "--classes_per_batch_ratio=0.001"],
@@ -149,8 +149,8 @@ CASES = {
                 "--noeval_at_start",
                 "--noshow_floor",
             ],
-            ERROR,
-            "step 1: .* NaN / Inf",
+            USAGE,
+            "--learning_rate must be a finite number",
         ),
         "another run's directory": (
             ["--output_dir={run}", "--loss=triplet"],
@@ -238,6 +238,17 @@ CASES = {
             "non-negative integers",
         ),
         "0 steps": (["--output_dir={tmp}/c", "--train_steps=0"], USAGE, "positive"),
+        "--output_dir a file": (["--output_dir={file}"], ERROR, "is a file"),
+        "too small a validation share": (
+            ["--output_dir={tmp}/c", "--validation_fraction=0.001"],
+            ERROR,
+            "each needs at least 2",
+        ),
+        "negative trials": (
+            ["--output_dir={tmp}/c", "--tune_trials=-1"],
+            USAGE,
+            "non-negative",
+        ),
         "unknown data set": (
             ["--output_dir={tmp}/c", "--dataset=mnist"],
             USAGE,

@@ -96,7 +96,8 @@ def test_bad_flags_are_clear_errors(tmp_path, flag, message):
 
 
 def test_significance_lines_give_welchs_test_for_every_pair():
-    from experiments import compare
+    # Not through experiments.compare: its flags clash with the trainer's in one process.
+    from experiments.reporting import significance_lines
 
     def runs(*map_at_r):
         return [{"map@r": v, "nmi": 0.8} for v in map_at_r]
@@ -106,7 +107,7 @@ def test_significance_lines_give_welchs_test_for_every_pair():
         "B": runs(0.40, 0.41, 0.42),
         "C": runs(0.50, 0.53, 0.50),
     }
-    lines = compare.significance_lines(results, 0.05)
+    lines = significance_lines(results, 0.05)
     assert "6 tests" in lines[0] and "p < 0.0083" in lines[0]
     pairs = [line for line in lines if line.startswith("- ")]
     assert [line.split(":")[0] for line in pairs] == [
@@ -119,5 +120,5 @@ def test_significance_lines_give_welchs_test_for_every_pair():
     assert "not significant" in pairs[1].split(";")[0]
     # Equal constant NMI on both sides: no difference, p = 1.
     assert "NMI +0.00 points (p = 1, not significant)" in pairs[0]
-    one_seed = compare.significance_lines({"A": runs(0.5), "B": runs(0.4)}, 0.05)
+    one_seed = significance_lines({"A": runs(0.5), "B": runs(0.4)}, 0.05)
     assert "fewer than 2 seeds, not tested" in one_seed[-1]

@@ -1,6 +1,7 @@
 """Tests of experiments/reporting.py: the progress line and the Markdown tables."""
 
 import numpy as np
+import pytest
 
 from experiments.reporting import Progress, format_duration, markdown_table
 
@@ -55,3 +56,20 @@ def test_without_ks_every_metric_is_a_column_in_order():
     table = markdown_table({"run": {"nmi": 0.5, "recall@8": 0.25, "map@r": 0.125}})
     assert table.splitlines()[0] == "| | NMI | recall@8 | map@r |"
     assert table.splitlines()[2] == "| run | 50.00 | 25.00 | 12.50 |"
+
+
+def test_ci95_spread_is_the_t_interval_and_extra_columns_follow_recall():
+    runs = [
+        {"nmi": v, "recall@1": v, "map@r": v / 2, "r_precision": v / 2}
+        for v in (0.1, 0.2, 0.3)
+    ]
+    table = markdown_table({"loss": runs}, ks=(1,), spread="ci95", extra=("map@r",))
+    header, _, row = table.splitlines()
+    assert header == "| | NMI | R@1 | MAP@R |"
+    # t_{0.975, 2} = 4.3027 (tables); s = 10 points, n = 3.
+    assert (
+        row
+        == f"| loss | 20.00 ± {4.3027 * 10 / 3**0.5:.2f} | 20.00 ± 24.84 | 10.00 ± 12.42 |"
+    )
+    with pytest.raises(ValueError, match="Unknown spread"):
+        markdown_table({"loss": runs}, ks=(1,), spread="sem")
