@@ -99,6 +99,9 @@ def cluster_runs(tmp_path_factory):
     return results
 
 
+# 2.5 minutes of the default suite (two worker processes training); the same two-worker run is
+# `python -m experiments.bench_distributed`'s MultiWorkerMirroredStrategy row.
+@pytest.mark.slow
 def test_two_workers_train_as_two_replicas_and_agree_on_the_weights(cluster_runs):
     for log in cluster_runs["first"]:
         assert "2 replica(s), multi_worker strategy" in log
