@@ -99,8 +99,9 @@ def cluster_runs(tmp_path_factory):
     return results
 
 
-# 2.5 minutes of the default suite (two worker processes training); the same two-worker run is
-# `python -m experiments.bench_distributed`'s MultiWorkerMirroredStrategy row.
+# The tests of `cluster_runs` are slow: 2.5 minutes of the default suite (two worker processes
+# training); the same two-worker run is `python -m experiments.bench_distributed`'s
+# MultiWorkerMirroredStrategy row.
 @pytest.mark.slow
 def test_two_workers_train_as_two_replicas_and_agree_on_the_weights(cluster_runs):
     for log in cluster_runs["first"]:
@@ -110,6 +111,7 @@ def test_two_workers_train_as_two_replicas_and_agree_on_the_weights(cluster_runs
         assert _digests(log) == [cluster_runs["first_digest"]]
 
 
+@pytest.mark.slow
 def test_only_the_chief_writes_the_run_directory(cluster_runs):
     out = cluster_runs["out"]
     chief, worker = cluster_runs["first"]
@@ -134,6 +136,7 @@ def test_only_the_chief_writes_the_run_directory(cluster_runs):
     assert stored["strategy"] == "multi_worker" and stored["replicas"] == WORKERS
 
 
+@pytest.mark.slow
 def test_a_rerun_resumes_every_worker_from_the_chiefs_checkpoint(cluster_runs):
     for log in cluster_runs["rerun"]:
         assert "Resuming run" in log
