@@ -42,6 +42,7 @@ setup(
         "gpu": [f"tensorflow[and-cuda]=={TF_VERSION}"],
         # Exact kNN of the evaluation through faiss (the numpy fallback gives the same result).
         "faiss": ["faiss-cpu>=1.8"],
-        "test": ["pytest>=7", "ruff>=0.4", "faiss-cpu>=1.8"],
+        # pytest-xdist: the suite runs on both cores (pytest.ini), one test file per worker.
+        "test": ["pytest>=7", "pytest-xdist>=3.5", "ruff>=0.4", "faiss-cpu>=1.8"],
     },
 )
