@@ -94,7 +94,9 @@ def test_broken_and_symbol_only_fonts_are_skipped_with_a_log_line(tmp_path, capl
     copy_fonts(tmp_path, TEXT_FONTS + (SYMBOL_ONLY_FONT,))
     (tmp_path / "broken.ttf").write_bytes(b"not a font" * 100)
     shutil.copy(os.path.join(FONT_DIR, TEXT_FONTS[0]), tmp_path / "FixtureDingbats.ttf")
-    with caplog.at_level(logging.INFO):
+    # The absl logger itself: its level follows absl's verbosity, which other tests in the same
+    # worker may have set.
+    with caplog.at_level(logging.INFO, logger="absl"):
         arrays, summary = render.build(str(tmp_path), SMALL)
     assert (
         summary["faces_found"] == len(TEXT_FONTS) + 2
