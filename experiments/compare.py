@@ -295,12 +295,17 @@ def tsne_panels(run_dirs: dict[str, str]) -> dict[str, tuple]:
 
 
 def report(
-    tuned: dict, untuned: dict, settings: dict, failures: list[str], runs: Runs, ks
+    tuned: dict,
+    untuned: dict,
+    settings: dict,
+    failures: list[str],
+    runs: Runs,
+    ks,
+    split: tuple,
 ) -> str:
-    """compare.md: budget, tuned table, chosen settings, significance, untuned table, floor."""
-    fit, validation = data_prep.validation_split(
-        FLAGS.dataset, FLAGS.validation_fraction
-    )
+    """compare.md: budget, tuned table, chosen settings, significance, untuned table, floor.
+    `split`: (fit classes, validation classes)."""
+    fit, validation = split
     lines = [
         f"# {FLAGS.dataset}: each loss tuned on validation classes, {len(FLAGS.seeds)} seeds",
         "",
@@ -365,7 +370,9 @@ def main(argv):
     del argv
     try:
         run_dir.check_output_dir(FLAGS.output_dir)
-        data_prep.validation_split(FLAGS.dataset, FLAGS.validation_fraction)
+        fit, validation = data_prep.validation_split(
+            FLAGS.dataset, FLAGS.validation_fraction
+        )
     except ValueError as err:
         sys.exit(f"error: {err}")
     config = configs.get_config(FLAGS.dataset)
@@ -391,9 +398,6 @@ def main(argv):
         untuned[title], failed = final_runs(runs, loss, default, seeds)
         failures += [f"{title} untuned, {f}" for f in failed]
         first_runs.setdefault(loss, runs.directory("final", loss, default, seeds[0]))
-    fit, validation = data_prep.validation_split(
-        FLAGS.dataset, FLAGS.validation_fraction
-    )
     tuning_record = {
         "dataset": FLAGS.dataset,
         "train_steps": FLAGS.train_steps,
@@ -409,7 +413,9 @@ def main(argv):
     atomic_write_text(
         os.path.join(out, "commands.txt"), "\n".join(runs.commands) + "\n"
     )
-    text = report(tuned, untuned, settings, failures, runs, config.ks)
+    text = report(
+        tuned, untuned, settings, failures, runs, config.ks, (fit, validation)
+    )
     atomic_write_text(os.path.join(out, "compare.md"), text)
     print(text)
     logging.info("Budget used: %s", runs.budget_line())
