@@ -114,6 +114,7 @@ def _padded_terms(labels, embeddings, margin_multiplier, options: InferenceOptio
     return sol.terms._replace(loss=_with_subgradient(embeddings, sol)), labels
 
 
+@tf.autograph.experimental.do_not_convert
 def cluster_loss(
     labels,
     embeddings,
@@ -160,6 +161,7 @@ def cluster_loss(
     return _padded_terms(labels, embeddings, margin_multiplier, options)[0].loss
 
 
+@tf.autograph.experimental.do_not_convert
 def cluster_loss_terms(
     labels, embeddings, margin_multiplier, **options: Unpack[InferenceKwargs]
 ) -> ClusterLossTerms:

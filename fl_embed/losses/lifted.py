@@ -71,6 +71,7 @@ def lifted_pair_objective(
     return pair_shift + tf.math.log(safe_sum) + dists
 
 
+@tf.autograph.experimental.do_not_convert
 def lifted_struct_loss(labels, embeddings, margin: float = 1.0) -> tf.Tensor:
     """Lifted structured embedding loss (paper eq. 2).
 

@@ -56,6 +56,7 @@ def embedding_norm_penalty(embeddings: tf.Tensor) -> tf.Tensor:
     return tf.reduce_mean(norms)
 
 
+@tf.autograph.experimental.do_not_convert
 def npairs_loss(labels, embeddings, reg_lambda: float = 0.002) -> tf.Tensor:
     """Multi-class N-pairs loss over every ordered positive pair (paper eq. 3).
 

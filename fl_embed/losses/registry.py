@@ -72,6 +72,7 @@ def get_loss(name: str) -> LossSpec:
     return LOSSES[name]
 
 
+@tf.autograph.experimental.do_not_convert
 def loss_terms(name: str, labels, embeddings, **kwargs) -> dict[str, tf.Tensor]:
     """The loss `name` of a batch and the scalars worth logging with it.
 

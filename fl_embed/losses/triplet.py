@@ -65,6 +65,7 @@ def semihard_negatives(sq_dists: tf.Tensor, negative: tf.Tensor) -> tf.Tensor:
     return tf.gather(order, tf.minimum(rank, m - 1), batch_dims=1)
 
 
+@tf.autograph.experimental.do_not_convert
 def triplet_semihard_loss(labels, embeddings, margin: float = 1.0) -> tf.Tensor:
     """Triplet loss over every positive pair with its semi-hard negative (paper eq. 1, FaceNet).
 

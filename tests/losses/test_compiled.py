@@ -122,3 +122,38 @@ def test_a_jit_compiled_step_takes_the_labels_as_an_input_not_as_a_constant():
     hlo = step.experimental_get_compiler_ir(x, y)(stage="hlo")
     entry = next(line for line in hlo.splitlines() if line.startswith("ENTRY"))
     assert "s32[16]" in entry.split("->")[0], entry
+
+
+def test_no_loss_of_the_registry_is_rewritten_by_autograph(monkeypatch):
+    """The losses use explicit tf.while_loop / tf.cond: AutoGraph's rewrite of their source was
+    half the first call's time (BUILD_NOTES), so a user's tf.function must call them as written."""
+    from tensorflow.python.autograph.impl import api
+    from tensorflow.python.autograph.pyct import cache
+
+    from fl_embed.losses.registry import LOSSES, loss_terms
+
+    converted = []
+    real_convert = api._convert_actual
+
+    def recording_convert(entity, program_ctx):
+        converted.append(f"{entity.__module__}.{entity.__qualname__}")
+        return real_convert(entity, program_ctx)
+
+    monkeypatch.setattr(api, "_convert_actual", recording_convert)
+    # A fresh cache, so a conversion made earlier in this process is made (and seen) again.
+    monkeypatch.setattr(api._TRANSPILER, "_cache", cache.CodeObjectCache())
+    labels = tf.constant([0, 0, 1, 1, 2, 2, 3, 3])
+    x = tf.math.l2_normalize(tf.random.stateless_normal([8, 4], seed=[1, 2]), axis=1)
+
+    def step(x):
+        gamma = {"clustering": {"margin_multiplier": 1.0}}
+        values = [loss_terms(n, labels, x, **gamma.get(n, {}))["loss"] for n in LOSSES]
+        values.append(cluster_loss(labels, x, 1.0, inference="graph"))
+        values.append(loss_augmented_inference(labels, x, 1.0)[0])
+        return values
+
+    # The `step` of this test is converted (it is the user's code); nothing of fl_embed is.
+    tf.function(step)(x)
+    tf.function(step, jit_compile=True)(x)
+    assert [c for c in converted if c.startswith("fl_embed")] == []
+    assert any(c.endswith("step") for c in converted)
