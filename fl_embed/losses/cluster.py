@@ -163,15 +163,23 @@ def cluster_loss(
 
 @tf.autograph.experimental.do_not_convert
 def cluster_loss_terms(
-    labels, embeddings, margin_multiplier, **options: Unpack[InferenceKwargs]
+    labels,
+    embeddings,
+    margin_multiplier,
+    pad_medoids: bool = False,
+    **options: Unpack[InferenceKwargs],
 ) -> ClusterLossTerms:
     """The clustering loss together with the quantities it is made of (for logging).
 
-    Same arguments as `cluster_loss`, its inference options by keyword. Under XLA the K
-    medoids make the labels a compile-time constant; `cluster_loss` has no such cost.
+    Same arguments as `cluster_loss`, its inference options by keyword, and `pad_medoids`: give
+    `medoids` in all m slots, the K used ones first and m in the others. Under XLA the [K] slice
+    makes the labels a compile-time constant (a program per label vector), so a step XLA
+    compiles as a whole passes True (`registry.loss_terms` does).
     """
     options = inference_options(**options)
     terms, labels = _padded_terms(labels, embeddings, margin_multiplier, options)
+    if pad_medoids:
+        return terms
     return terms._replace(medoids=compiled.used_slots(terms.medoids, labels))
 
 

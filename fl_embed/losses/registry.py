@@ -31,7 +31,8 @@ class LossSpec(NamedTuple):
 
 
 def _cluster_terms(labels, embeddings, **kwargs) -> dict[str, tf.Tensor]:
-    terms = cluster_loss_terms(labels, embeddings, **kwargs)
+    # The logged scalars only: unsliced S keeps the labels an input under XLA.
+    terms = cluster_loss_terms(labels, embeddings, pad_medoids=True, **kwargs)
     return {
         "loss": terms.loss,
         "score_pred": terms.score_pred,

@@ -7,6 +7,7 @@ import tensorflow as tf
 from fl_embed.losses import cluster_loss, loss_augmented_inference
 from fl_embed.losses.greedy import greedy_facilities
 from fl_embed.losses.pam import pam_refine
+from fl_embed.losses.registry import loss_terms
 from tests.losses.batches import random_batch as _batch
 from tests.losses.batches import tf_distances as _tf_distances
 
@@ -107,14 +108,21 @@ def test_inference_slots_are_the_fewest_of_m_over_1_2_4_8_that_hold_the_classes(
         inference_slots(128, 129)
 
 
-def test_a_jit_compiled_step_takes_the_labels_as_an_input_not_as_a_constant():
+@pytest.mark.parametrize("loss", ["cluster_loss", "loss_terms"])
+def test_a_jit_compiled_step_takes_the_labels_as_an_input_not_as_a_constant(loss):
     # A slice of S to its K used slots inside the step made the labels a compile-time constant
-    # (its size must be known): XLA then compiled the step again for every label vector.
+    # (its size must be known): XLA then compiled the step again for every label vector. The
+    # trainer's step logs `loss_terms`, which must not slice either.
+    def value(y, e):
+        if loss == "cluster_loss":
+            return cluster_loss(y, e, 1.0)
+        return loss_terms("clustering", y, e, margin_multiplier=1.0)["loss"]
+
     @tf.function(jit_compile=True)
     def step(e, y):
         with tf.GradientTape() as tape:
             tape.watch(e)
-            loss = cluster_loss(y, e, 1.0)
+            loss = value(y, e)
         return loss, tape.gradient(loss, e)
 
     x = tf.constant(_unit(np.random.default_rng(15), 16, 4))
@@ -130,7 +138,7 @@ def test_no_loss_of_the_registry_is_rewritten_by_autograph(monkeypatch):
     from tensorflow.python.autograph.impl import api
     from tensorflow.python.autograph.pyct import cache
 
-    from fl_embed.losses.registry import LOSSES, loss_terms
+    from fl_embed.losses.registry import LOSSES
 
     converted = []
     real_convert = api._convert_actual
@@ -157,3 +165,14 @@ def test_no_loss_of_the_registry_is_rewritten_by_autograph(monkeypatch):
     tf.function(step, jit_compile=True)(x)
     assert [c for c in converted if c.startswith("fl_embed")] == []
     assert any(c.endswith("step") for c in converted)
+
+
+def test_padded_medoids_of_the_loss_terms_are_the_k_medoids_then_m():
+    from fl_embed.losses import cluster_loss_terms
+
+    x = tf.constant(_unit(np.random.default_rng(3), 16, 4))
+    y = tf.constant(_balanced(16, 4), tf.int32)
+    sliced = cluster_loss_terms(y, x, 1.0).medoids.numpy().tolist()
+    padded = cluster_loss_terms(y, x, 1.0, pad_medoids=True).medoids.numpy().tolist()
+    assert len(sliced) == 4
+    assert padded == sliced + [16] * 12
