@@ -3,7 +3,7 @@
     python -m experiments.bench_train_step [--steps=30 --batch_size=128]
 
 For each loss: the median time of a whole training step (forward, loss, backward, RMSprop
-update) and of the loss alone (its value and gradient with respect to the embeddings, on the
+update), the time of the first one (tracing and compilation), and of the loss alone (its value and gradient with respect to the embeddings, on the
 same batches' embeddings). The paper says the clustering loss's inference adds little to a step
 (section 3.5); the share column shows how much it adds here. Batches are real class-ratio glyph
 batches held in memory, so input time is left out.
@@ -41,16 +41,20 @@ flags.DEFINE_enum(
 )
 
 
-def median_seconds(fn, batches, warmup: int) -> float:
-    """Median wall time of fn(*batch) over `batches` after `warmup` untimed calls."""
-    for batch in batches[:warmup]:
+def median_seconds(fn, batches, warmup: int) -> tuple[float, float]:
+    """(median wall time of fn(*batch) over `batches` after `warmup` untimed calls, the wall
+    time of the first call: tracing and compilation)."""
+    first = time.perf_counter()
+    for i, batch in enumerate(batches[:warmup]):
         tf.nest.map_structure(lambda t: t.numpy(), fn(*batch))
+        if i == 0:
+            first = time.perf_counter() - first
     times = []
     for batch in batches[warmup:]:
         start = time.perf_counter()
         tf.nest.map_structure(lambda t: t.numpy(), fn(*batch))
         times.append(time.perf_counter() - start)
-    return float(np.median(times))
+    return float(np.median(times)), first
 
 
 def loss_and_gradient(name: str, gamma: float, inference: str):
@@ -67,8 +71,9 @@ def loss_and_gradient(name: str, gamma: float, inference: str):
     return fn
 
 
-def bench_loss(name: str, batches: list, config: configs.Config) -> tuple[float, float]:
-    """(median step seconds, median loss seconds) of one loss on the glyph model."""
+def bench_loss(name: str, batches: list, config: configs.Config) -> tuple:
+    """((median step s, first step s), (median loss s, its first call s)) of one loss on the
+    glyph model."""
     keras.utils.set_random_seed(0)
     model = run_dir.build_model(dataclasses.replace(config, loss=name))
     optimizer = keras.optimizers.RMSprop(config.learning_rate)
@@ -93,13 +98,19 @@ def main(argv):
         f"glyph model ({config.backbone}), m = {FLAGS.batch_size}, median of {FLAGS.steps} "
         f"steps, clustering inference: {FLAGS.cluster_inference}\n"
     )
-    print("| loss | step (ms) | loss + its gradient (ms) | share of the step |")
-    print("|---|---|---|---|")
+    print(
+        "| loss | step (ms) | loss + its gradient (ms) | share of the step "
+        "| first step (s) | first loss + gradient (s) |"
+    )
+    print("|---|---|---|---|---|---|")
     for name in LOSS_NAMES:
-        step_time, loss_time = bench_loss(name, batches, config)
+        (step_time, step_first), (loss_time, loss_first) = bench_loss(
+            name, batches, config
+        )
         share = 100.0 * loss_time / step_time
         print(
-            f"| {name} | {1e3 * step_time:.1f} | {1e3 * loss_time:.1f} | {share:.0f}% |"
+            f"| {name} | {1e3 * step_time:.1f} | {1e3 * loss_time:.1f} | {share:.0f}% "
+            f"| {step_first:.1f} | {loss_first:.1f} |"
         )
 
 
