@@ -110,7 +110,7 @@ def evaluate(
       ks: the Recall@K cut-offs, each in [1, n - 1]; (1, 2, 4, 8) for CUB-200-2011 and Cars196,
         (1, 10, 100, 1000) for Stanford Online Products (`PRODUCTS_KS`).
       seed: random_state of k-means.
-      block_size: queries per block of the numpy nearest-neighbour search (retrieval="knn").
+      block_size: queries per block of the retrieval pass; memory grows as block_size * n.
       knn_backend: "numpy", "faiss" or "auto" (faiss when installed, else numpy) for
         retrieval="knn"; the neighbours, hence the metrics, are the same (see `exact_knn`).
       retrieval: "ranks" (`ranked_matches`, the fast path) or "knn" (the full neighbour list
@@ -150,7 +150,7 @@ def evaluate(
         )
     depth = max(max(ks), int(num_relevant.max()))
     if retrieval == "ranks":
-        matches = ranked_matches(x, y, depth)[has_relevant]
+        matches = ranked_matches(x, y, depth, block_size=block_size)[has_relevant]
     else:
         _, indices = exact_knn(x, depth, block_size=block_size, backend=knn_backend)
         # Class codes as int32 halve the [n, depth] label lookup (0.25 GB at SOP size, K = 1000).
