@@ -3,14 +3,14 @@
     python -m experiments.bench_eval
 
 Synthetic embeddings of SOP's test split (60,502 x 64, 11,316 classes of 2-12 items), then the
-stages `evaluate` runs, one by one, and `evaluate` itself end to end. For each: wall time and
+retrieval metrics (Recall@1/10/100/1000, MAP@R, R-precision) by both paths of `evaluate` in
+the same run: "knn", the previous path (the K_max = 1000 nearest neighbours of every query from
+`exact_knn`), and "ranks", the current default (`ranked_matches`: one screened pass, no
+neighbour list). Then k-means + NMI and `evaluate()` end to end. For each stage: wall time and
 the peak resident memory of the process during the stage (Linux VmHWM, reset before each stage
 through /proc/self/clear_refs, so it includes what the process already held: TensorFlow,
-which `import fl_embed` loads, and the data). Target from issue 3: under 3 minutes and 4 GiB
-end to end on a 2-core machine; issue 16: under 30 s with faiss.
-
-The nearest-neighbour search runs through both backends of `exact_knn` (numpy, and faiss when
-installed) in the same run; the benchmark fails if their neighbour lists differ.
+which `import fl_embed` loads, and the data). The benchmark fails if the two paths' metrics
+differ. Target (issue 16): under 30 s and 4 GiB end to end on a 2-core machine.
 """
 
 import time
@@ -22,7 +22,6 @@ from fl_embed.evaluation import (
     PRODUCTS_KS,
     evaluate,
     exact_knn,
-    faiss_module,
     kmeans_clusters,
     map_at_r,
     neighbour_matches,
@@ -31,6 +30,7 @@ from fl_embed.evaluation import (
     recall_at_k,
     same_class_counts,
 )
+from fl_embed.evaluation.ranking import ranked_matches
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("num_items", 60502, "Test items (SOP: 60,502).")
@@ -45,6 +45,11 @@ flags.DEFINE_float(
 flags.DEFINE_integer("seed", 0, "Seed of the synthetic data and of k-means.")
 flags.DEFINE_bool(
     "end_to_end", True, "Also time evaluate() as a whole after the separate stages."
+)
+flags.DEFINE_list(
+    "knn_backends",
+    ["numpy"],
+    "Backends of the previous path's exact_knn to time (numpy, faiss); empty: skip it.",
 )
 flags.register_validator(
     "num_classes", lambda c: c >= 1, message="--num_classes must be positive."
@@ -93,14 +98,23 @@ def timed(rows: list, stage: str, fn, *args, **kwargs):
 
 
 def retrieval_metrics(
-    labels: np.ndarray, indices: np.ndarray, ks: tuple[int, ...]
+    labels: np.ndarray, matches: np.ndarray, ks: tuple[int, ...]
 ) -> dict[str, float]:
     num_relevant = same_class_counts(labels)
-    matches = neighbour_matches(labels, indices)
     metrics = {f"recall@{k}": recall_at_k(matches, k) for k in ks}
     metrics["map@r"] = map_at_r(matches, num_relevant)
     metrics["r_precision"] = r_precision(matches, num_relevant)
     return metrics
+
+
+def by_neighbour_list(x, labels, depth, ks, backend):
+    """The previous path: the depth nearest neighbours of every query, then their flags."""
+    _, indices = exact_knn(x, depth, backend=backend)
+    return retrieval_metrics(labels, neighbour_matches(labels, indices), ks)
+
+
+def by_ranks(x, labels, depth, ks):
+    return retrieval_metrics(labels, ranked_matches(x, labels, depth), ks)
 
 
 def main(argv):
@@ -118,26 +132,16 @@ def main(argv):
         FLAGS.seed,
     )
     depth = max(max(ks), int(same_class_counts(labels).max()))
-    backends = ["numpy"] + (["faiss"] if faiss_module() is not None else [])
-    indices = None
-    for backend in backends:
-        _, found = timed(
-            rows,
-            f"exact kNN, {backend} (k={depth})",
-            exact_knn,
-            x,
-            depth,
-            backend=backend,
+    paths = {
+        "ranks (new)": timed(
+            rows, "retrieval, ranks (new)", by_ranks, x, labels, depth, ks
         )
-        if indices is not None and not np.array_equal(found, indices):
-            raise RuntimeError("exact_knn: faiss and numpy neighbour lists differ.")
-        indices = found
-    if len(backends) == 1:
-        logging.warning("faiss is not installed: only the numpy kNN is timed.")
-    metrics = timed(
-        rows, "Recall@K, MAP@R, R-precision", retrieval_metrics, labels, indices, ks
-    )
-    del indices
+    }
+    for backend in FLAGS.knn_backends:
+        name = f"kNN {backend} (old, k={depth})"
+        paths[name] = timed(
+            rows, f"retrieval, {name}", by_neighbour_list, x, labels, depth, ks, backend
+        )
     clusters = timed(
         rows,
         f"k-means (k={FLAGS.num_classes})",
@@ -146,45 +150,32 @@ def main(argv):
         FLAGS.num_classes,
         FLAGS.seed,
     )
-    metrics = {"nmi": timed(rows, "NMI", nmi, labels, clusters), **metrics}
-    shared = sum(s for stage, s, _ in rows[1:] if not stage.startswith("exact kNN"))
-    stage_totals = {
-        backend: shared
-        + sum(s for stage, s, _ in rows if stage.startswith(f"exact kNN, {backend}"))
-        for backend in backends
-    }
-    end_to_end = {}
+    nmi_value = timed(rows, "NMI", nmi, labels, clusters)
+    metrics = {"nmi": nmi_value, **paths["ranks (new)"]}
     if FLAGS.end_to_end:
-        for backend in backends:
-            end_to_end[backend] = timed(
-                rows,
-                f"evaluate(), {backend} kNN",
-                evaluate,
-                x,
-                labels,
-                ks=ks,
-                seed=FLAGS.seed,
-                knn_backend=backend,
+        end_to_end = timed(
+            rows, "evaluate() (ranks)", evaluate, x, labels, ks=ks, seed=FLAGS.seed
+        )
+        if end_to_end != metrics:
+            raise RuntimeError(
+                f"evaluate() disagrees with its stages: {end_to_end} vs {metrics}"
             )
-            if end_to_end[backend] != metrics:
-                raise RuntimeError(
-                    f"evaluate() with {backend} disagrees with its stages: "
-                    f"{end_to_end[backend]} vs {metrics}"
-                )
 
     print(
         f"{FLAGS.num_items} x {FLAGS.dim} embeddings, {FLAGS.num_classes} classes, ks={ks}"
     )
-    print(f"{'stage':<32}{'wall s':>9}{'peak RSS GiB':>14}")
+    print(f"{'stage':<40}{'wall s':>9}{'peak RSS GiB':>14}")
     for stage, seconds, peak in rows:
-        print(f"{stage:<32}{seconds:>9.1f}{peak:>14.2f}")
-    for backend, total in stage_totals.items():
-        print(f"{'sum of stages, ' + backend + ' kNN':<32}{total:>9.1f}")
-    for backend, values in end_to_end.items() or [("stages", metrics)]:
-        print(
-            f"metrics ({backend}): "
-            + ", ".join(f"{name} {value:.4f}" for name, value in values.items())
-        )
+        print(f"{stage:<40}{seconds:>9.1f}{peak:>14.2f}")
+    names = list(paths)
+    print(f"{'metric':<14}" + "".join(f"{name:>26}" for name in names))
+    for metric in paths[names[0]]:
+        print(f"{metric:<14}" + "".join(f"{paths[p][metric]:>26.6f}" for p in names))
+    print(f"nmi {nmi_value:.6f}")
+    for name in names[1:]:
+        if paths[name] != paths[names[0]]:
+            raise RuntimeError(f"{name} and {names[0]} give different metrics.")
+    print("identical retrieval metrics on every path" if len(names) > 1 else "")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Exact k-nearest-neighbour search, blockwise so no n x n matrix is ever held in memory.
 
-Two backends give the same neighbours: plain numpy (float64 scores of every pair, the default),
+Two backends give the same neighbours: plain numpy (float64 scores of every pair, re-ranked by
+exact distances near the k-th; the default),
 and faiss (`pip install fl_embed[faiss]`), whose float32 search only proposes candidates that
 are then ranked by float64 distances (see `_faiss_knn`). numpy stays the default because on a
 2-core CPU the faiss path measured slower at k >= 300 (the float64 re-ranking of k candidates
@@ -21,6 +22,8 @@ _SAMPLE_STRIDE = 16
 # faiss path: queries per faiss search, and per float64 re-ranking block ([block, k, d] floats).
 _FAISS_SEARCH_BLOCK = 4096
 _RERANK_BLOCK = 128
+# Candidate pairs whose exact distance is computed at once ([pairs, d] float64).
+_EXACT_CHUNK = 1 << 16
 BACKENDS = ("auto", "numpy", "faiss")
 
 
@@ -59,14 +62,15 @@ def exact_knn(
     """The k nearest neighbours of every item among all the others (leave-one-out retrieval).
 
     Every item is a query and the gallery is every other item, as in the protocol of Song et
-    al. 2016 that the paper follows (section 4). Euclidean distance, computed in float64, whose
-    rounding (~1e-16 relative) is far below the precision of float32 embeddings. Ties are
-    broken by the lower gallery index, so the result is deterministic and equals a stable sort
-    of each row of the full distance matrix.
+    al. 2016 that the paper follows (section 4). Items are ranked by their exact squared
+    distance (`exact_squared_distances`, float64 differences summed element by element), ties
+    broken by the lower gallery index, so the result equals a stable sort of each row of the
+    full distance matrix. Matrix products (float64 here, float32 in faiss) only screen: items
+    within their error bound of the k-th distance are re-ranked exactly.
 
     Formula:
     ```
-    D_qj^2 = ||x_q||^2 - 2 x_q^T x_j + ||x_j||^2,  j != q
+    D_qj^2 = sum_i (x_ji - x_qi)^2,  j != q
     neighbours(q) = the k indices j with the smallest (D_qj, j), in that order
     ```
 
@@ -128,8 +132,13 @@ def _numpy_knn_rows(
     scores += sq_norms[None, :]
     scores[np.arange(rows.size), rows] = np.inf  # a query is not its own neighbour
     block_indices = _smallest_k_stable(scores, k)
-    block_scores = np.take_along_axis(scores, block_indices, axis=1)
-    _store(block_scores + sq_norms[rows, None], block_indices, rows, distances, indices)
+    # The k nearest by score are the k nearest by exact distance up to the scores' rounding:
+    # every item within twice the error bound of the k-th score is re-ranked exactly.
+    kth = np.take_along_axis(scores, block_indices[:, -1:], axis=1)
+    slack = 2.0 * screen_error_bound(sq_norms, x.shape[1], np.float64)[rows, None]
+    local, cols = np.divmod(np.flatnonzero(scores <= kth + slack), scores.shape[1])
+    sq, selected = rank_candidates(x, rows, local, cols, k)
+    _store(sq, selected, rows, distances, indices)
 
 
 def _store(sq_distances, selected, rows, distances, indices) -> None:
@@ -166,11 +175,7 @@ def _faiss_knn(faiss, x, sq_norms, distances, indices) -> None:
         for sub in range(start, stop, _RERANK_BLOCK):
             rows = np.arange(sub, min(sub + _RERANK_BLOCK, stop))
             cand = np.sort(candidates[rows - start].astype(np.int64), axis=1)
-            # The difference form, summed element by element, gives bit-identical scores to
-            # identical gallery vectors (a BLAS kernel may not: its rounding can depend on the
-            # row's position in a block), so exact ties stay ties.
-            diff = x[cand] - x[rows][:, None, :]  # [b, fetch, d] float64
-            sq = np.sum(diff * diff, axis=2)
+            sq = exact_squared_distances(x, rows[:, None], cand)  # [b, fetch]
             sq[cand == rows[:, None]] = np.inf
             order = np.argsort(sq, axis=1, kind="stable")[:, :k]
             kth_sq = np.take_along_axis(sq, order[:, -1:], axis=1)[:, 0]
@@ -194,6 +199,96 @@ def _faiss_knn(faiss, x, sq_norms, distances, indices) -> None:
             distances,
             indices,
         )
+
+
+def screen_error_bound(sq_norms: np.ndarray, dim: int, dtype) -> np.ndarray:
+    """b_q >= |screened squared distance - exact squared distance| for every pair (q, j).
+
+    A screened value is ||x_q||^2 + (x_q^T (-2 x_j) + ||x_j||^2) from one matrix product in
+    `dtype` (float64 in the numpy kNN, float32 in `ranking.ranked_matches`). Its forward
+    error is at most (d + 1) u sum_i |a_i b_i| <= (d + 1) u (||x_q||^2 + 2 ||x_j||^2) (u the
+    unit roundoff of dtype), plus a few roundings of the norms and thresholds, each below
+    u (||x_q||^2 + ||x_j||^2). The bound, 8 (d + 8) u (||x_q||^2 + max_j ||x_j||^2), is more
+    than twice all of them together.
+
+    Args:
+      sq_norms: float64 [n], ||x_j||^2.
+      dim: d.
+      dtype: np.float32 or np.float64, the precision of the product.
+
+    Returns:
+      float64 [n].
+    """
+    u = float(np.finfo(dtype).eps) / 2.0
+    return 8.0 * (dim + 8) * u * (sq_norms + sq_norms.max())
+
+
+def sort_candidates(
+    x: np.ndarray, rows: np.ndarray, local: np.ndarray, cols: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Candidate pairs sorted by (query, exact squared distance, index), with their positions.
+
+    Args:
+      x: float64 [n, d].
+      rows: int [b], the block's query indices.
+      local: int [p], candidate pairs' positions in rows.
+      cols: int [p], candidate pairs' gallery indices.
+
+    Returns:
+      (local, cols, squared distances float64, position among the query's candidates), each
+      [p], sorted.
+    """
+    exact = np.empty(local.size)
+    for start in range(0, local.size, _EXACT_CHUNK):
+        part = slice(start, start + _EXACT_CHUNK)
+        exact[part] = exact_squared_distances(x, rows[local[part]], cols[part])
+    order = np.lexsort((cols, exact, local))
+    local, cols, exact = local[order], cols[order], exact[order]
+    position = (
+        np.arange(local.size) - np.searchsorted(local, np.arange(rows.size))[local]
+    )
+    return local, cols, exact, position
+
+
+def rank_candidates(
+    x: np.ndarray, rows: np.ndarray, local: np.ndarray, cols: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The first k candidates of each query by (exact squared distance, index).
+
+    Arguments as `sort_candidates`; k candidates kept per query.
+
+    Returns:
+      (squared distances float64 [b, k], indices int64 [b, k]); inf / -1 where a query has
+      fewer than k candidates.
+    """
+    local, cols, exact, position = sort_candidates(x, rows, local, cols)
+    keep = position < k
+    sq = np.full((rows.size, k), np.inf)
+    selected = np.full((rows.size, k), -1, np.int64)
+    sq[local[keep], position[keep]] = exact[keep]
+    selected[local[keep], position[keep]] = cols[keep]
+    return sq, selected
+
+
+def exact_squared_distances(
+    x: np.ndarray, queries: np.ndarray, gallery: np.ndarray
+) -> np.ndarray:
+    """The float64 squared distances that decide ties: ||x_j - x_q||^2 summed element by element.
+
+    The difference form gives bit-identical values to identical gallery vectors (a BLAS kernel
+    may not: its rounding can depend on a row's position in a block), so exact ties stay ties.
+    The faiss path of `exact_knn` and `ranking.ranked_matches` rank by it.
+
+    Args:
+      x: float64 [n, d].
+      queries: int array of query indices, broadcastable against `gallery`.
+      gallery: int array of gallery indices.
+
+    Returns:
+      float64 array of the broadcast shape of queries and gallery.
+    """
+    diff = x[gallery] - x[queries]
+    return np.sum(diff * diff, axis=-1)
 
 
 def _smallest_k_stable(scores: np.ndarray, k: int) -> np.ndarray:

@@ -7,7 +7,8 @@ from absl import logging
 
 from fl_embed.evaluation.clustering import clustering_nmi
 from fl_embed.evaluation.inputs import check_embeddings, check_seed, in_float32_range
-from fl_embed.evaluation.knn import DEFAULT_BLOCK_SIZE, exact_knn
+from fl_embed.evaluation.knn import BACKENDS, DEFAULT_BLOCK_SIZE, exact_knn
+from fl_embed.evaluation.ranking import ranked_matches
 from fl_embed.evaluation.retrieval import (
     map_at_r,
     neighbour_matches,
@@ -19,6 +20,10 @@ from fl_embed.evaluation.retrieval import (
 # Recall@K cut-offs of the paper's tables.
 CUB_CARS_KS = (1, 2, 4, 8)
 PRODUCTS_KS = (1, 10, 100, 1000)
+# How `evaluate` finds the ranked relevance: "ranks" (`ranked_matches`, one screened pass, no
+# neighbour list) or "knn" (the depth nearest neighbours of `exact_knn`, through knn_backend).
+# Same metrics; "ranks" avoids the K_max = 1000 list (BUILD_NOTES.md, issue 16).
+RETRIEVAL_METHODS = ("ranks", "knn")
 
 
 def check_embeddings_labels(
@@ -85,6 +90,7 @@ def evaluate(
     seed: int = 0,
     block_size: int = DEFAULT_BLOCK_SIZE,
     knn_backend: str = "numpy",
+    retrieval: str = "ranks",
 ) -> dict[str, float]:
     """NMI, Recall@K, MAP@R and R-precision of an embedding of a labelled test set.
 
@@ -104,19 +110,31 @@ def evaluate(
       ks: the Recall@K cut-offs, each in [1, n - 1]; (1, 2, 4, 8) for CUB-200-2011 and Cars196,
         (1, 10, 100, 1000) for Stanford Online Products (`PRODUCTS_KS`).
       seed: random_state of k-means.
-      block_size: queries per block of the numpy nearest-neighbour search.
-      knn_backend: "numpy", "faiss" or "auto" (faiss when installed, else numpy); the
-        neighbours, hence the metrics, are the same (see `exact_knn`).
+      block_size: queries per block of the retrieval pass; memory grows as block_size * n.
+      knn_backend: "numpy", "faiss" or "auto" (faiss when installed, else numpy) for
+        retrieval="knn"; the neighbours, hence the metrics, are the same (see `exact_knn`).
+      retrieval: "ranks" (`ranked_matches`, the fast path) or "knn" (the full neighbour list
+        of `exact_knn`, the previous path); both rank by the same rule and give the same
+        metrics.
 
     Returns:
       dict with keys "nmi", "recall@K" for each K in ks, "map@r", "r_precision"; fractions in
       [0, 1].
 
     Raises:
-      ValueError: see `check_embeddings_labels`; also when no class has two items.
+      ValueError: see `check_embeddings_labels`; also when no class has two items, and for an
+        unknown retrieval or knn_backend.
     """
     x, y = check_embeddings_labels(embeddings, labels, ks)
     check_seed(seed, "evaluate")
+    if retrieval not in RETRIEVAL_METHODS:
+        raise ValueError(
+            f"evaluate: retrieval must be one of {RETRIEVAL_METHODS}, got {retrieval!r}."
+        )
+    if knn_backend not in BACKENDS:
+        raise ValueError(
+            f"evaluate: knn_backend must be one of {BACKENDS}, got {knn_backend!r}."
+        )
     num_relevant = same_class_counts(y)
     has_relevant = num_relevant > 0
     if not np.any(has_relevant):
@@ -131,11 +149,14 @@ def evaluate(
             y.size,
         )
     depth = max(max(ks), int(num_relevant.max()))
-    _, indices = exact_knn(x, depth, block_size=block_size, backend=knn_backend)
-    # Class codes as int32 halve the [n, depth] label lookup (0.25 GB at SOP size with K = 1000).
-    codes = np.unique(y, return_inverse=True)[1].reshape(-1).astype(np.int32)
-    matches = neighbour_matches(codes, indices)[has_relevant]
-    del indices
+    if retrieval == "ranks":
+        matches = ranked_matches(x, y, depth, block_size=block_size)[has_relevant]
+    else:
+        _, indices = exact_knn(x, depth, block_size=block_size, backend=knn_backend)
+        # Class codes as int32 halve the [n, depth] label lookup (0.25 GB at SOP size, K = 1000).
+        codes = np.unique(y, return_inverse=True)[1].reshape(-1).astype(np.int32)
+        matches = neighbour_matches(codes, indices)[has_relevant]
+        del indices
     metrics = {"nmi": clustering_nmi(x, y, seed=seed)}
     for k in ks:
         metrics[f"recall@{k}"] = recall_at_k(matches, k)
