@@ -23,7 +23,7 @@ PRODUCTS_KS = (1, 10, 100, 1000)
 # How `evaluate` finds the ranked relevance: "ranks" (`ranked_matches`, one screened pass, no
 # neighbour list) or "knn" (the depth nearest neighbours of `exact_knn`, through knn_backend).
 # Same metrics; "ranks" avoids the K_max = 1000 list (BUILD_NOTES.md, issue 16).
-RETRIEVAL_METHODS = ("ranks", "knn")
+RETRIEVAL_METHODS = ("auto", "ranks", "knn")
 
 
 def check_embeddings_labels(
@@ -90,7 +90,7 @@ def evaluate(
     seed: int = 0,
     block_size: int = DEFAULT_BLOCK_SIZE,
     knn_backend: str = "numpy",
-    retrieval: str = "ranks",
+    retrieval: str = "auto",
 ) -> dict[str, float]:
     """NMI, Recall@K, MAP@R and R-precision of an embedding of a labelled test set.
 
@@ -113,8 +113,11 @@ def evaluate(
       block_size: queries per block of the retrieval pass; memory grows as block_size * n.
       knn_backend: "numpy", "faiss" or "auto" (faiss when installed, else numpy) for
         retrieval="knn"; the neighbours, hence the metrics, are the same (see `exact_knn`).
-      retrieval: "ranks" (`ranked_matches`, the fast path) or "knn" (the full neighbour list
-        of `exact_knn`, the previous path); both rank by the same rule and give the same
+      retrieval: "ranks" (`ranked_matches`: the rank of each query's nearest same-class item
+        and its first R_max neighbours), "knn" (the full neighbour list of `exact_knn`, as
+        deep as the largest K) or "auto": "ranks" when the largest K exceeds R_max (SOP:
+        1000 against 11), else "knn" (CUB, Cars, glyphs: the list is R_max deep either way,
+        and "ranks" adds its counting pass). Both rank by the same rule and give the same
         metrics.
 
     Returns:
@@ -149,6 +152,8 @@ def evaluate(
             y.size,
         )
     depth = max(max(ks), int(num_relevant.max()))
+    if retrieval == "auto":
+        retrieval = "ranks" if max(ks) > int(num_relevant.max()) else "knn"
     if retrieval == "ranks":
         matches = ranked_matches(x, y, depth, block_size=block_size)[has_relevant]
     else:

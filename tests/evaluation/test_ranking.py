@@ -116,3 +116,27 @@ def test_the_tie_rule_decides_a_far_first_match_rank():
     assert np.flatnonzero(matches[0]).tolist() == [350]
     first = brute_force_reference(x[:, None], labels)[1]
     assert first[0] == 350
+
+
+@pytest.mark.parametrize("ks, expected", [((1, 2, 4), "knn"), ((1, 5, 30), "ranks")])
+def test_auto_retrieval_takes_ranks_only_when_the_largest_k_is_deeper_than_r_max(
+    monkeypatch, ks, expected
+):
+    from fl_embed.evaluation import protocol
+
+    used = []
+    real_ranks, real_knn = protocol.ranked_matches, protocol.exact_knn
+    monkeypatch.setattr(
+        protocol,
+        "ranked_matches",
+        lambda *a, **k: used.append("ranks") or real_ranks(*a, **k),
+    )
+    monkeypatch.setattr(
+        protocol, "exact_knn", lambda *a, **k: used.append("knn") or real_knn(*a, **k)
+    )
+    rng = np.random.default_rng(4)
+    labels = np.repeat(np.arange(8), 5)  # R_max = 4
+    x = rng.normal(size=(40, 3)).astype(np.float32)
+    auto = evaluate(x, labels, ks=ks)
+    assert used == [expected]
+    assert auto == evaluate(x, labels, ks=ks, retrieval="knn")
