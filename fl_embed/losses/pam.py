@@ -11,6 +11,7 @@ from typing import NamedTuple
 import tensorflow as tf
 
 from fl_embed.losses import candidates as cand
+from fl_embed.losses import margins as margins_lib
 from fl_embed.losses.facility_location import force_medoid_slots, nearest_slot
 
 # Candidates scored at once in one swap (Algorithm 2 line 4), and stale points refreshed at once
@@ -57,6 +58,7 @@ class _Problem(NamedTuple):
     columns: tf.Tensor  # float32 [m, m], column q holds D[q, :]
     padded: tf.Tensor  # float32 [m + 1, m], row m: an unused slot, +inf to every point
     classes: cand.Classes
+    weights: tf.Tensor  # float32 [m], `candidates.take_weights`
     gamma: tf.Tensor
     margin_type: str
 
@@ -184,6 +186,69 @@ def _member_scores(k, base: cand.Base, clusters: _Clusters, problem: _Problem):
     return scores
 
 
+def _settled_slots(medoids, near: TwoNearest, cell_table, clusters, problem: _Problem):
+    """bool [n]: the slots k whose swap (Algorithm 2 line 4) provably keeps S[k] under the
+    current S, and the updated cell table (as in `base_without`).
+
+    Every member j of cluster k is bounded by F(X_{cluster k}, {j}) + gamma B_j, B_j an upper
+    bound on the margin of g(S with S[k] = j); the current medoid scores F(X_{cluster k},
+    {S[k]}) + gamma Delta(g(S)) (its swap leaves g(S) as it is). When every other member's bound
+    is below that score less the tie tolerance, none of them is among the tied best, so S[k]
+    stays, whatever its index. B_j: the swap moves only the points of the current cluster k
+    (s_k of them, class weights W_k) and the points p that j is at least as close to as their
+    nearest slot (counted as in `greedy`, with j itself: count_j, weight_j). Moved points leave
+    their cells, so s_ac >= s_ac(S) - W_k - weight_j (`candidates.take_weights`); the s_k
+    points join other clusters, each adding at most 1 + log m to s_a (f(n + g) - f(n) <= g f'(n
+    + g)), and cluster k holds at most s_k + count_j points, so s_a <= s_a(S) - f(s_k) + f(s_k
+    + count_j) + s_k (1 + log m). `candidates.margin_bound_from_sums` bounds the margin from
+    these. One pass over [m, m]; the flags hold until a swap changes S.
+    """
+    classes, margin_type = problem.classes, problem.margin_type
+    n = tf.shape(medoids)[0]
+    if margin_type not in cand.BOUNDED_MARGINS:
+        return tf.zeros([n], tf.bool), cell_table
+    f = margins_lib.stat_fn(margin_type)
+    m = tf.shape(classes.labels)[0]
+    m_float = tf.cast(m, tf.float32)
+    ones = tf.ones([m])
+    current = force_medoid_slots(near.slot1, medoids)  # g(S)
+    key = current * n + classes.labels
+    cell_table = tf.tensor_scatter_nd_update(cell_table, key[:, None], tf.range(m))
+    cell_size = cand.segment_sum(ones, tf.gather(cell_table, key), m)
+    size = cand.segment_sum(ones, current, n)
+    s_ac = tf.reduce_sum(f(cell_size))
+    s_a = tf.reduce_sum(f(size))
+    margin = 1.0 - margins_lib.score_from_sums(
+        margin_type, s_ac, s_a, classes.s_c, m_float
+    )
+    # Row j of D against every point's nearest-slot distance: rows reduce fastest on CPU.
+    closer = problem.distances <= near.dist1[None, :]
+    count = tf.reduce_sum(tf.cast(closer, tf.float32), axis=1) + 1.0
+    weight = (
+        tf.reduce_sum(tf.where(closer, problem.weights[None, :], 0.0), axis=1)
+        + problem.weights
+    )
+    slot = clusters.frozen
+    s_k = tf.gather(size, slot)
+    w_k = tf.gather(cand.segment_sum(problem.weights, current, n), slot)
+    bound = cand.margin_bound_from_sums(
+        s_ac - w_k - weight,
+        s_a - f(s_k) + f(tf.minimum(s_k + count, m_float))
+        + s_k * (1.0 + tf.math.log(m_float)),
+        classes,
+        margin_type,
+    )
+    value = clusters.energy + problem.gamma * bound
+    medoid_of_slot = tf.gather(medoids, slot)
+    rival = tf.math.unsorted_segment_max(
+        tf.where(tf.equal(tf.range(m), medoid_of_slot), -float("inf"), value), slot, n
+    )
+    # The medoid's own score, lowered by what float32 rounding can move a computed margin.
+    energy = tf.gather(tf.concat([clusters.energy, [0.0]], axis=0), medoids)
+    own = energy + problem.gamma * (margin - cand.BOUND_SLACK)
+    return rival < own - cand.RTOL * (tf.abs(own) + 1.0), cell_table
+
+
 def _swap(k, medoids, near, cell_table, clusters: _Clusters, problem: _Problem):
     """Algorithm 2 lines 4-5 for cluster k: S[k] becomes its best member."""
     m = tf.shape(problem.distances)[0]
@@ -243,6 +308,7 @@ def pam_refine(
         tf.transpose(distances),
         padded,
         classes,
+        cand.take_weights(classes),
         margin_multiplier,
         margin_type,
     )
@@ -250,20 +316,31 @@ def pam_refine(
     def sweep(t, medoids, near, cell_table, changed):
         del changed
         clusters = _freeze(medoids, near, distances)
+        slots = tf.range(n)
 
-        def visit_slot(k, medoids, near, cell_table):
+        def next_slot(k, settled):
             # A cluster of one member has its medoid as the only candidate: nothing to score.
-            medoids, near, cell_table = tf.cond(
-                clusters.sizes[k] > 1,
-                lambda: _swap(k, medoids, near, cell_table, clusters, problem),
-                lambda: (medoids, near, cell_table),
-            )
-            return k + 1, medoids, near, cell_table
+            todo = (slots >= k) & (clusters.sizes > 1) & ~settled
+            return tf.reduce_min(tf.where(todo, slots, n))
 
-        _, swapped, near, cell_table = tf.while_loop(
-            lambda k, *_: k < classes.num_classes,
+        def visit_slot(k, medoids, near, cell_table, settled):
+            swapped, near, cell_table = _swap(
+                k, medoids, near, cell_table, clusters, problem
+            )
+            settled, cell_table = tf.cond(
+                tf.equal(swapped[k], medoids[k]),
+                lambda: (settled, cell_table),
+                lambda: _settled_slots(swapped, near, cell_table, clusters, problem),
+            )
+            return next_slot(k + 1, settled), swapped, near, cell_table, settled
+
+        settled, cell_table = _settled_slots(
+            medoids, near, cell_table, clusters, problem
+        )
+        _, swapped, near, cell_table, _ = tf.while_loop(
+            lambda k, *_: k < n,
             visit_slot,
-            (tf.constant(0), medoids, near, cell_table),
+            (next_slot(0, settled), medoids, near, cell_table, settled),
         )
         changed = tf.reduce_any(tf.not_equal(swapped, medoids))
         return t + 1, swapped, near, cell_table, changed
