@@ -76,11 +76,14 @@ def greedy_facilities(
     # Column q holds D[q, :]: candidates along the last axis, so segment sums run over points.
     columns = tf.transpose(distances)
     weights = cand.take_weights(classes)
-    problem = (distances, columns, weights, classes, margin_multiplier, margin_type)
+    # Scores are float64: in float32 an energy of ~400 rounds by 3e-5, which moved candidates
+    # across the tie tolerance at m = 512 (the numpy fallback scores in float64).
+    gamma = tf.cast(margin_multiplier, tf.float64)
+    problem = (distances, columns, weights, classes, gamma, margin_type)
 
     def add_facility(t, medoids, mind, asg, fixed, cell, sums):
         base = cand.make_base(mind, asg, fixed, cell, n, margin_type)
-        energy = tf.cast(sums.energy, tf.float32)
+        energy = sums.energy
         if margin_type in cand.BOUNDED_MARGINS:
             best = _pruned_argmax(t, base, energy, sums, problem)
         else:
@@ -129,8 +132,8 @@ def _update_sums(sums: _Sums, moved, mind, new_mind, columns, weights) -> _Sums:
     """`sums` after the points `moved` got the nearer facility distance `new_mind`.
 
     Only those points change their term in any candidate's sums, so the update reads their
-    columns of D (rows of `columns`), `_ROWS` at a time: O(moved x m) instead of a pass over [m, m] (the energy pass
-    alone was most of a step at m = 4096). The sums are float64 so that a thousand updates do
+    columns of D (rows of `columns`), `_ROWS` at a time: O(moved x m) instead of a pass over
+    [m, m] (the energy pass alone was most of a step at m = 4096). The sums are float64 so that a thousand updates do
     not drift from the sums computed afresh (the tie tolerance is relative 1e-5)."""
     m = tf.shape(columns)[0]
     rows = tf.minimum(m, _ROWS)
@@ -171,13 +174,15 @@ def _full_argmax(t, base, energy, problem):
     distances, columns, _, classes, gamma, margin_type = problem
     taken = cand.taken_points(columns, tf.range(tf.shape(distances)[0]), t, base)
     margin = cand.candidate_margins(taken, base, classes, margin_type)
-    return cand.argmax_lowest_index(energy + gamma * margin, ~base.fixed)
+    return cand.argmax_lowest_index(
+        energy + gamma * tf.cast(margin, tf.float64), ~base.fixed
+    )
 
 
 def _pruned_argmax(t, base, energy, sums: _Sums, problem):
     """Algorithm 1's step t (the lowest-index argmax), scoring exactly only the candidates whose
     bound can reach the best score."""
-    distances, columns, weights, classes, gamma, margin_type = problem
+    distances, _, weights, classes, gamma, margin_type = problem
     m = tf.shape(distances)[0]
     chunk = tf.minimum(m, _CHUNK)
     valid = ~base.fixed
@@ -189,7 +194,7 @@ def _pruned_argmax(t, base, energy, sums: _Sums, problem):
         classes,
         margin_type,
     )
-    bound = tf.where(valid, energy + gamma * margin, -float("inf"))
+    bound = tf.where(valid, energy + gamma * tf.cast(margin, tf.float64), -float("inf"))
 
     def score(candidates, target, scores):
         """Exact A(S u {q}) of the candidates, written at `target` (m: dropped)."""
@@ -197,12 +202,14 @@ def _pruned_argmax(t, base, energy, sums: _Sums, problem):
             tf.transpose(tf.gather(distances, candidates)), candidates, t, base
         )
         margin = cand.candidate_margins(taken, base, classes, margin_type)
-        value = tf.gather(energy, candidates) + gamma * margin
+        value = tf.gather(energy, candidates) + gamma * tf.cast(margin, tf.float64)
         return tf.tensor_scatter_nd_update(scores, target[:, None], value)
 
     _, top = tf.math.top_k(bound, chunk)
     scores = score(
-        top, tf.where(tf.gather(valid, top), top, m), tf.fill([m + 1], -float("inf"))
+        top,
+        tf.where(tf.gather(valid, top), top, m),
+        tf.fill([m + 1], tf.constant(-float("inf"), tf.float64)),
     )
     best = tf.reduce_max(scores)
     # The tied best score at least best - RTOL (|best| + 1), which grows with best: a candidate
