@@ -202,12 +202,12 @@ def _member_scores(k, base: cand.Base, clusters: _Clusters, problem: Problem):
     return scores
 
 
-def swap_margin_bounds(slot, medoids, near: TwoNearest, cell_table, problem: Problem):
-    """Upper bounds on the margin after each point j replaces the medoid of `slot[j]`.
+def swap_sum_bounds(slot, medoids, near: TwoNearest, cell_table, problem: Problem):
+    """Bounds on the contingency sums (x log x) after each point j replaces the medoid of
+    `slot[j]`, for the margins in `candidates.BOUNDED_MARGINS`.
 
-    Returns (float32 [m], B_j >= Delta(g(S with S[slot[j]] = j), y*) + BOUND_SLACK; float32
-    scalar Delta(g(S), y*); the updated cell table, as in `base_without`), for the margins in
-    `candidates.BOUNDED_MARGINS`.
+    Returns (float32 [m], at most s_ac of g(S with S[slot[j]] = j); float32 [m], at least its
+    s_a; float32 scalar Delta(g(S), y*); the updated cell table, as in `base_without`).
 
     With k = slot[j], the swap moves only the points of the current cluster k (s_k of them,
     class weights W_k) and points p that j is at least as close to as their nearest slot
@@ -243,15 +243,26 @@ def swap_margin_bounds(slot, medoids, near: TwoNearest, cell_table, problem: Pro
     )
     s_k = tf.gather(size, slot)
     w_k = tf.gather(cand.segment_sum(problem.weights, current, n), slot)
-    bound = cand.margin_bound_from_sums(
-        s_ac - w_k - weight,
+    s_ac_low = s_ac - w_k - weight
+    s_a_up = (
         s_a
         - f(s_k)
         + f(tf.minimum(s_k + count, m_float))
-        + s_k * (1.0 + tf.math.log(m_float)),
-        classes,
-        margin_type,
+        + s_k * (1.0 + tf.math.log(m_float))
     )
+    return s_ac_low, s_a_up, margin, cell_table
+
+
+def swap_margin_bounds(slot, medoids, near: TwoNearest, cell_table, problem: Problem):
+    """Upper bounds on the margin after each point j replaces the medoid of `slot[j]`.
+
+    Returns (float32 [m], B_j >= Delta(g(S with S[slot[j]] = j), y*) + BOUND_SLACK; float32
+    scalar Delta(g(S), y*); the updated cell table), from `swap_sum_bounds`.
+    """
+    s_ac, s_a, margin, cell_table = swap_sum_bounds(
+        slot, medoids, near, cell_table, problem
+    )
+    bound = cand.margin_bound_from_sums(s_ac, s_a, problem.classes, problem.margin_type)
     return bound, margin, cell_table
 
 

@@ -42,6 +42,10 @@ def test_identical_medoids_on_larger_batches_where_pam_moves_many_medoids(
         np.testing.assert_array_equal(xla, numpy)
 
 
+def _xlogx(x):
+    return np.sum(x * np.log(np.where(x > 0, x, 1.0)))
+
+
 @pytest.mark.parametrize("margin_type", ["nmi", "vmeasure"])
 def test_swap_margin_bound_is_at_least_the_margin_after_every_swap(margin_type):
     # The bound that lets Algorithm 2 skip a cluster's swap, against the margin of g(S) with
@@ -74,22 +78,24 @@ def test_swap_margin_bound_is_at_least_the_margin_after_every_swap(margin_type):
             )
             near = pam.two_nearest(tf.gather(problem.padded, slots))
             slot = assignment_np(d, medoids)
-            bound, margin, _ = pam.swap_margin_bounds(
-                tf.constant(slot, tf.int32),
-                slots,
-                near,
-                tf.zeros([n * (n + 1)], tf.int32),
-                problem,
-            )
+            args = (tf.constant(slot, tf.int32), slots, near)
+            args += (tf.zeros([n * (n + 1)], tf.int32), problem)
+            bound, margin, _ = pam.swap_margin_bounds(*args)
+            s_ac, s_a, _, _ = pam.swap_sum_bounds(*args)
             now = 1.0 - clustering_score_np(y, slot, margin_type)
             assert float(margin) == pytest.approx(now, abs=1e-5)
             for j in range(m):
                 trial = medoids.copy()
                 trial[slot[j]] = j
-                exact = 1.0 - clustering_score_np(
-                    y, assignment_np(d, trial), margin_type
-                )
+                after = assignment_np(d, trial)
+                exact = 1.0 - clustering_score_np(y, after, margin_type)
                 assert float(bound[j]) >= exact, (m, j)
+                # Each half of the bound on its own (either alone can be loose enough to
+                # hide an error in the other).
+                table = np.zeros((num_classes + 2, num_classes))
+                np.add.at(table, (after, y), 1.0)
+                assert float(s_ac[j]) <= _xlogx(table) + 1e-3, (m, j)
+                assert float(s_a[j]) >= _xlogx(table.sum(axis=1)) - 1e-3, (m, j)
 
 
 @pytest.mark.parametrize("margin_type", ["nmi", "vmeasure"])
