@@ -221,10 +221,7 @@ def margin_upper_bound(
 
     A candidate taking points T with weights w (`take_weights`) has s_ac >= s_ac(base) - sum_T w
     (the taken counts per class only add to s_ac) and s_a <= s_a(base) + f(|T|) (cells and
-    clusters only lose points). NMI and V-measure grow with s_ac and fall with s_a along the way
-    from the candidate's sums to that corner (MI - H(y) stays constant, so MI <= H(y)), so the
-    corner's score is at most the candidate's. A corner whose clustering entropy is zero, or a
-    batch of one class, gets the trivial bound 1.
+    clusters only lose points); `margin_bound_from_sums` turns those into a margin bound.
 
     Args:
       count: float [Q], at least |T| for each candidate.
@@ -235,12 +232,36 @@ def margin_upper_bound(
     Returns:
       float32 [Q], at least the candidate's margin plus BOUND_SLACK.
     """
-    if margin_type not in BOUNDED_MARGINS:
-        raise ValueError(f"No margin bound for {margin_type!r}.")
     f = margins_lib.stat_fn(margin_type)
-    m = tf.cast(tf.shape(base.mind)[0], tf.float32)
     s_ac = tf.reduce_sum(f(base.cell_size)) - weight
     s_a = tf.reduce_sum(f(base.cluster_size)) + f(count)
+    return margin_bound_from_sums(s_ac, s_a, classes, margin_type)
+
+
+def margin_bound_from_sums(
+    s_ac: tf.Tensor, s_a: tf.Tensor, classes: Classes, margin_type: str
+) -> tf.Tensor:
+    """An upper bound on the margin of every clustering whose s_ac is at least `s_ac` and whose
+    s_a is at most `s_a` (sums of x log x, see `margins.score_from_sums`), for the margins in
+    BOUNDED_MARGINS.
+
+    NMI and V-measure grow with s_ac and fall with s_a along the way from a clustering's own
+    sums to this corner: first s_a grows at fixed s_ac, where MI - H(y) = (s_ac - s_c) / m stays
+    constant and at most 0 (so MI <= H(y) and NMI falls), then s_ac falls. So the corner's
+    score is at most the clustering's. A corner whose clustering entropy is zero, or a batch of
+    one class, gets the trivial bound 1.
+
+    Args:
+      s_ac, s_a: float32, any shape (one entry per candidate).
+      classes: see `Classes`.
+      margin_type: one of BOUNDED_MARGINS.
+
+    Returns:
+      float32 of that shape, the bound plus BOUND_SLACK.
+    """
+    if margin_type not in BOUNDED_MARGINS:
+        raise ValueError(f"No margin bound for {margin_type!r}.")
+    m = tf.cast(tf.shape(classes.labels)[0], tf.float32)
     score = margins_lib.score_from_sums(margin_type, s_ac, s_a, classes.s_c, m)
     log_m = tf.math.log(m)
     flat = (log_m - s_a / m < 1e-5) | (log_m - classes.s_c / m < 1e-5)

@@ -11,15 +11,17 @@ from fl_embed.losses import candidates as cand
 _CHUNK = 16
 # Above this fraction of the candidates left after pruning, a step scores all of them at once.
 _FULL_FRACTION = 4
+# Rows of D read at once when the points taken by a new facility update every candidate's sums.
+_ROWS = 64
 
 
-class _Bounds(NamedTuple):
-    """Per candidate, over-counts of the points it takes: |T| and the sum of `take_weights`
-    over T. T only shrinks as S grows (the distances to S only fall), so they stay valid from
-    the step they were counted at (see `_pruned_argmax`)."""
+class _Sums(NamedTuple):
+    """Per candidate q, sums over the points p it is closer to than their nearest facility in S
+    (D[q, p] < mind[p]), kept exact from step to step (`_update_sums`)."""
 
-    count: tf.Tensor  # float32 [m]
-    weight: tf.Tensor  # float32 [m]
+    energy: tf.Tensor  # float64 [m], F(X, S u {q}) = -sum_p min(D[q, p], mind[p])
+    count: tf.Tensor  # int32 [m], how many such points
+    weight: tf.Tensor  # float64 [m], the sum of their `take_weights`
 
 
 def greedy_facilities(
@@ -43,6 +45,10 @@ def greedy_facilities(
     times `candidates.margin_upper_bound`, scores the `_CHUNK` best bounds exactly, and then only
     the candidates whose bound reaches the best exact score less the tie tolerance: none of the
     others can be among the tied best, so the lowest-index argmax is unchanged.
+
+    Every candidate's energy and the two sums its bound needs are kept from step to step: only
+    the points a new facility takes change their distance to S, so a step reads their columns
+    of D, not all of [m, m].
 
     Args:
       distances: float32 [m, m], pairwise Euclidean distances.
@@ -70,17 +76,21 @@ def greedy_facilities(
     # Column q holds D[q, :]: candidates along the last axis, so segment sums run over points.
     columns = tf.transpose(distances)
     weights = cand.take_weights(classes)
-    problem = (distances, columns, weights, classes, margin_multiplier, margin_type)
+    # Scores are float64: in float32 an energy of ~400 rounds by 3e-5, which moved candidates
+    # across the tie tolerance at m = 512 (the numpy fallback scores in float64).
+    gamma = tf.cast(margin_multiplier, tf.float64)
+    problem = (distances, columns, weights, classes, gamma, margin_type)
 
-    def add_facility(t, medoids, mind, asg, fixed, cell, bounds):
+    def add_facility(t, medoids, mind, asg, fixed, cell, sums):
         base = cand.make_base(mind, asg, fixed, cell, n, margin_type)
-        energy = -tf.reduce_sum(tf.minimum(columns, mind[:, None]), axis=0)
+        energy = sums.energy
         if margin_type in cand.BOUNDED_MARGINS:
-            best, bounds = _pruned_argmax(t, base, energy, bounds, problem)
+            best = _pruned_argmax(t, base, energy, sums, problem)
         else:
             best = _full_argmax(t, base, energy, problem)
         row = tf.gather(distances, best)
         takes = ((row < mind) & ~fixed) | tf.equal(index, best)
+        new_mind = tf.where(takes, row, mind)
         asg = tf.where(takes, t, asg)
         # New cell ids, O(m): the taken points form one new cell per class (key m + class); the
         # others keep their cell (key = old id). Each cell's id is its lowest-index member.
@@ -89,16 +99,18 @@ def greedy_facilities(
         return (
             t + 1,
             tf.tensor_scatter_nd_update(medoids, [[t]], [best]),
-            tf.where(takes, row, mind),
+            new_mind,
             asg,
             fixed | tf.equal(index, best),
             tf.where(asg < n, tf.gather(first, key), m),
-            bounds,
+            _update_sums(sums, takes, mind, new_mind, columns, weights),
         )
 
-    # Before the first facility every candidate takes every point.
-    everything = _Bounds(
-        tf.fill([m], tf.cast(m, tf.float32)), tf.fill([m], tf.reduce_sum(weights))
+    # Before the first facility every point is infinitely far from S: every candidate takes all.
+    everything = _Sums(
+        -tf.reduce_sum(tf.cast(distances, tf.float64), axis=1),
+        tf.fill([m], m),
+        tf.fill([m], tf.reduce_sum(tf.cast(weights, tf.float64))),
     )
     _, medoids, *_ = tf.while_loop(
         lambda t, *_: t < classes.num_classes,
@@ -116,30 +128,73 @@ def greedy_facilities(
     return medoids
 
 
+def _update_sums(sums: _Sums, moved, mind, new_mind, columns, weights) -> _Sums:
+    """`sums` after the points `moved` got the nearer facility distance `new_mind`.
+
+    Only those points change their term in any candidate's sums, so the update reads their
+    columns of D (rows of `columns`), `_ROWS` at a time: O(moved x m) instead of a pass over
+    [m, m] (the energy pass alone was most of a step at m = 4096). The sums are float64 so that a thousand updates do
+    not drift from the sums computed afresh (the tie tolerance is relative 1e-5)."""
+    m = tf.shape(columns)[0]
+    rows = tf.minimum(m, _ROWS)
+    num_moved = tf.reduce_sum(tf.cast(moved, tf.int32))
+    order = tf.tensor_scatter_nd_update(
+        tf.zeros([m + 1], tf.int32),
+        tf.where(moved, tf.cumsum(tf.cast(moved, tf.int32)) - 1, m)[:, None],
+        tf.range(m),
+    )
+
+    def update_chunk(q, sums: _Sums):
+        pos = q * rows + tf.range(rows)
+        points = tf.gather(order, tf.minimum(pos, m - 1))
+        old = tf.gather(mind, points)[:, None]
+        # Padding rows get new = old: they change nothing.
+        new = tf.where(pos < num_moved, tf.gather(new_mind, points), old[:, 0])[:, None]
+        d = tf.gather(columns, points)  # row p: D[q, p] for every candidate q
+        gain = tf.reduce_sum(
+            tf.cast(tf.minimum(d, old) - tf.minimum(d, new), tf.float64), axis=0
+        )
+        # Points that stop counting for q: D[q, p] < old but not < new.
+        leaves = (d < old) & ~(d < new)
+        weight = tf.where(leaves, tf.gather(weights, points)[:, None], 0.0)
+        return q + 1, _Sums(
+            sums.energy + gain,
+            sums.count - tf.reduce_sum(tf.cast(leaves, tf.int32), axis=0),
+            sums.weight - tf.reduce_sum(tf.cast(weight, tf.float64), axis=0),
+        )
+
+    _, sums = tf.while_loop(
+        lambda q, _: q * rows < num_moved, update_chunk, (tf.constant(0), sums)
+    )
+    return sums
+
+
 def _full_argmax(t, base, energy, problem):
     """Algorithm 1's step t with every candidate scored exactly."""
     distances, columns, _, classes, gamma, margin_type = problem
     taken = cand.taken_points(columns, tf.range(tf.shape(distances)[0]), t, base)
     margin = cand.candidate_margins(taken, base, classes, margin_type)
-    return cand.argmax_lowest_index(energy + gamma * margin, ~base.fixed)
+    return cand.argmax_lowest_index(
+        energy + gamma * tf.cast(margin, tf.float64), ~base.fixed
+    )
 
 
-def _pruned_argmax(t, base, energy, bounds: _Bounds, problem):
+def _pruned_argmax(t, base, energy, sums: _Sums, problem):
     """Algorithm 1's step t (the lowest-index argmax), scoring exactly only the candidates whose
-    bound can reach the best score. Returns (best, the `_Bounds` carried to the next step).
-
-    The counts are recounted (one pass over [m, m]) only when the first chunk does not settle
-    the step; otherwise the ones from an earlier step, still valid, are kept."""
-    distances, columns, weights, classes, gamma, margin_type = problem
+    bound can reach the best score."""
+    distances, _, weights, classes, gamma, margin_type = problem
     m = tf.shape(distances)[0]
     chunk = tf.minimum(m, _CHUNK)
     valid = ~base.fixed
-
-    def bound_of(bounds: _Bounds):
-        margin = cand.margin_upper_bound(
-            bounds.count, bounds.weight, base, classes, margin_type
-        )
-        return tf.where(valid, energy + gamma * margin, -float("inf"))
+    # The candidate's own point is added whether or not it is closer: an over-count.
+    margin = cand.margin_upper_bound(
+        tf.cast(sums.count + 1, tf.float32),
+        tf.cast(sums.weight, tf.float32) + weights,
+        base,
+        classes,
+        margin_type,
+    )
+    bound = tf.where(valid, energy + gamma * tf.cast(margin, tf.float64), -float("inf"))
 
     def score(candidates, target, scores):
         """Exact A(S u {q}) of the candidates, written at `target` (m: dropped)."""
@@ -147,34 +202,20 @@ def _pruned_argmax(t, base, energy, bounds: _Bounds, problem):
             tf.transpose(tf.gather(distances, candidates)), candidates, t, base
         )
         margin = cand.candidate_margins(taken, base, classes, margin_type)
-        value = tf.gather(energy, candidates) + gamma * margin
+        value = tf.gather(energy, candidates) + gamma * tf.cast(margin, tf.float64)
         return tf.tensor_scatter_nd_update(scores, target[:, None], value)
 
-    bound = bound_of(bounds)
     _, top = tf.math.top_k(bound, chunk)
     scores = score(
-        top, tf.where(tf.gather(valid, top), top, m), tf.fill([m + 1], -float("inf"))
+        top,
+        tf.where(tf.gather(valid, top), top, m),
+        tf.fill([m + 1], tf.constant(-float("inf"), tf.float64)),
     )
     best = tf.reduce_max(scores)
     # The tied best score at least best - RTOL (|best| + 1), which grows with best: a candidate
     # bounded below this (for the best found so far) cannot be among them.
     threshold = best - cand.RTOL * (tf.abs(best) + 1.0)
     unscored = valid & ~tf.scatter_nd(top[:, None], tf.ones([chunk], tf.bool), [m])
-
-    def recount():
-        # The candidate's own point is added whether or not it is closer: an over-count.
-        closer = columns < base.mind[:, None]
-        fresh = _Bounds(
-            tf.reduce_sum(tf.cast(closer, tf.float32), axis=0) + 1.0,
-            tf.reduce_sum(tf.where(closer, weights[:, None], 0.0), axis=0) + weights,
-        )
-        return fresh, bound_of(fresh)
-
-    bounds, bound = tf.cond(
-        tf.reduce_any(unscored & (bound >= threshold)),
-        recount,
-        lambda: (bounds, bound),
-    )
     rest = unscored & (bound >= threshold)
     num_rest = tf.reduce_sum(tf.cast(rest, tf.int32))
     # The rest first, in index order (an O(m) compaction).
@@ -200,4 +241,4 @@ def _pruned_argmax(t, base, energy, bounds: _Bounds, problem):
         lambda: _full_argmax(t, base, energy, problem),
         score_rest,
     )
-    return best, bounds
+    return best

@@ -11,6 +11,7 @@ from typing import NamedTuple
 import tensorflow as tf
 
 from fl_embed.losses import candidates as cand
+from fl_embed.losses import margins as margins_lib
 from fl_embed.losses.facility_location import force_medoid_slots, nearest_slot
 
 # Candidates scored at once in one swap (Algorithm 2 line 4), and stale points refreshed at once
@@ -50,18 +51,35 @@ def two_nearest(slot_distances: tf.Tensor) -> TwoNearest:
     )
 
 
-class _Problem(NamedTuple):
-    """What stays fixed during the refinement."""
+class Problem(NamedTuple):
+    """What stays fixed during the refinement (`refinement_problem`)."""
 
     distances: tf.Tensor  # float32 [m, m]
     columns: tf.Tensor  # float32 [m, m], column q holds D[q, :]
     padded: tf.Tensor  # float32 [m + 1, m], row m: an unused slot, +inf to every point
     classes: cand.Classes
+    weights: tf.Tensor  # float32 [m], `candidates.take_weights`
     gamma: tf.Tensor
     margin_type: str
 
 
-def base_without(k, medoids, near: TwoNearest, cell_table, problem: _Problem):
+def refinement_problem(
+    distances, classes: cand.Classes, margin_multiplier, margin_type
+):
+    """The `Problem` of `pam_refine` for these distances and classes."""
+    m = tf.shape(distances)[0]
+    return Problem(
+        distances,
+        tf.transpose(distances),
+        tf.concat([distances, tf.fill([1, m], float("inf"))], axis=0),
+        classes,
+        cand.take_weights(classes),
+        margin_multiplier,
+        margin_type,
+    )
+
+
+def base_without(k, medoids, near: TwoNearest, cell_table, problem: Problem):
     """The clustering by S without slot k: points of cluster k go to their second slot.
 
     Returns (`candidates.Base`, the updated cell table). Cell ids come from a (slot, class)
@@ -88,7 +106,7 @@ def base_without(k, medoids, near: TwoNearest, cell_table, problem: _Problem):
     return base, cell_table
 
 
-def move_slot(k, new, medoids, near: TwoNearest, problem: _Problem) -> TwoNearest:
+def move_slot(k, new, medoids, near: TwoNearest, problem: Problem) -> TwoNearest:
     """`near` for `medoids`, where S[k] has just become `new`: (D[new], k) enters every point's
     pair; points that had k among their two nearest are recomputed from scratch, a chunk at a
     time."""
@@ -154,7 +172,7 @@ def _freeze(medoids, near: TwoNearest, distances) -> _Clusters:
     )
 
 
-def _member_scores(k, base: cand.Base, clusters: _Clusters, problem: _Problem):
+def _member_scores(k, base: cand.Base, clusters: _Clusters, problem: Problem):
     """float32 [m + 1]: F(X_{cluster k}, {j}) + gamma Delta(g(S with S[k] = j), y*) at each
     member j of cluster k, -inf elsewhere (Algorithm 2 line 4), `_CHUNK` candidates at once."""
     m = tf.shape(problem.distances)[0]
@@ -184,7 +202,100 @@ def _member_scores(k, base: cand.Base, clusters: _Clusters, problem: _Problem):
     return scores
 
 
-def _swap(k, medoids, near, cell_table, clusters: _Clusters, problem: _Problem):
+def swap_sum_bounds(slot, medoids, near: TwoNearest, cell_table, problem: Problem):
+    """Bounds on the contingency sums (x log x) after each point j replaces the medoid of
+    `slot[j]`, for the margins in `candidates.BOUNDED_MARGINS`.
+
+    Returns (float32 [m], at most s_ac of g(S with S[slot[j]] = j); float32 [m], at least its
+    s_a; float32 scalar Delta(g(S), y*); the updated cell table, as in `base_without`).
+
+    With k = slot[j], the swap moves only the points of the current cluster k (s_k of them,
+    class weights W_k) and points p that j is at least as close to as their nearest slot
+    (counted with j itself: count_j, weight_j; any over-count keeps it a bound). Moved points
+    leave their cells and join others, so s_ac >= s_ac(S) - W_k - weight_j (as in
+    `candidates.margin_upper_bound`); the s_k points join other clusters, each adding at most
+    1 + log m to s_a (f(n + g) - f(n) <= g f'(n + g), f convex), and cluster k ends with at most
+    s_k + count_j points, so s_a <= s_a(S) - f(s_k) + f(s_k + count_j) + s_k (1 + log m);
+    `candidates.margin_bound_from_sums` turns these into the bound. One pass over [m, m].
+    """
+    classes, margin_type = problem.classes, problem.margin_type
+    n = tf.shape(medoids)[0]
+    f = margins_lib.stat_fn(margin_type)
+    m = tf.shape(classes.labels)[0]
+    m_float = tf.cast(m, tf.float32)
+    ones = tf.ones([m])
+    current = force_medoid_slots(near.slot1, medoids)  # g(S)
+    key = current * n + classes.labels
+    cell_table = tf.tensor_scatter_nd_update(cell_table, key[:, None], tf.range(m))
+    cell_size = cand.segment_sum(ones, tf.gather(cell_table, key), m)
+    size = cand.segment_sum(ones, current, n)
+    s_ac = tf.reduce_sum(f(cell_size))
+    s_a = tf.reduce_sum(f(size))
+    margin = 1.0 - margins_lib.score_from_sums(
+        margin_type, s_ac, s_a, classes.s_c, m_float
+    )
+    # Row j of D against every point's nearest-slot distance: rows reduce fastest on CPU.
+    closer = problem.distances <= near.dist1[None, :]
+    count = tf.reduce_sum(tf.cast(closer, tf.float32), axis=1) + 1.0
+    weight = (
+        tf.reduce_sum(tf.where(closer, problem.weights[None, :], 0.0), axis=1)
+        + problem.weights
+    )
+    s_k = tf.gather(size, slot)
+    w_k = tf.gather(cand.segment_sum(problem.weights, current, n), slot)
+    s_ac_low = s_ac - w_k - weight
+    s_a_up = (
+        s_a
+        - f(s_k)
+        + f(tf.minimum(s_k + count, m_float))
+        + s_k * (1.0 + tf.math.log(m_float))
+    )
+    return s_ac_low, s_a_up, margin, cell_table
+
+
+def swap_margin_bounds(slot, medoids, near: TwoNearest, cell_table, problem: Problem):
+    """Upper bounds on the margin after each point j replaces the medoid of `slot[j]`.
+
+    Returns (float32 [m], B_j >= Delta(g(S with S[slot[j]] = j), y*) + BOUND_SLACK; float32
+    scalar Delta(g(S), y*); the updated cell table), from `swap_sum_bounds`.
+    """
+    s_ac, s_a, margin, cell_table = swap_sum_bounds(
+        slot, medoids, near, cell_table, problem
+    )
+    bound = cand.margin_bound_from_sums(s_ac, s_a, problem.classes, problem.margin_type)
+    return bound, margin, cell_table
+
+
+def _settled_slots(medoids, near: TwoNearest, cell_table, clusters, problem: Problem):
+    """bool [n]: the slots k whose swap (Algorithm 2 line 4) provably keeps S[k] under the
+    current S, and the updated cell table.
+
+    Every member j of cluster k scores at most F(X_{cluster k}, {j}) + gamma B_j
+    (`swap_margin_bounds`); the current medoid scores F(X_{cluster k}, {S[k]}) + gamma
+    Delta(g(S)), its swap leaving g(S) as it is. When every other member's bound is below that
+    score less the tie tolerance, none of them is among the tied best, so S[k] stays whatever
+    its index. The flags hold until a swap changes S.
+    """
+    n = tf.shape(medoids)[0]
+    if problem.margin_type not in cand.BOUNDED_MARGINS:
+        return tf.zeros([n], tf.bool), cell_table
+    m = tf.shape(problem.distances)[0]
+    slot = clusters.frozen
+    bound, margin, cell_table = swap_margin_bounds(
+        slot, medoids, near, cell_table, problem
+    )
+    value = clusters.energy + problem.gamma * bound
+    is_medoid = tf.equal(tf.range(m), tf.gather(medoids, slot))
+    rival = tf.math.unsorted_segment_max(
+        tf.where(is_medoid, -float("inf"), value), slot, n
+    )
+    # The medoid's own score, lowered by what float32 rounding can move a computed margin.
+    energy = tf.gather(tf.concat([clusters.energy, [0.0]], axis=0), medoids)
+    own = energy + problem.gamma * (margin - cand.BOUND_SLACK)
+    return rival < own - cand.RTOL * (tf.abs(own) + 1.0), cell_table
+
+
+def _swap(k, medoids, near, cell_table, clusters: _Clusters, problem: Problem):
     """Algorithm 2 lines 4-5 for cluster k: S[k] becomes its best member."""
     m = tf.shape(problem.distances)[0]
     base, cell_table = base_without(k, medoids, near, cell_table, problem)
@@ -233,37 +344,39 @@ def pam_refine(
     Raises:
       tf.errors.InvalidArgumentError: fewer slots than classes (outside XLA).
     """
-    m = tf.shape(distances)[0]
     n = tf.shape(medoids)[0]
-    padded = tf.concat([distances, tf.fill([1, m], float("inf"))], axis=0)
     if classes is None:
         classes = cand.make_classes(labels, margin_type, n, emi_table)
-    problem = _Problem(
-        distances,
-        tf.transpose(distances),
-        padded,
-        classes,
-        margin_multiplier,
-        margin_type,
-    )
+    problem = refinement_problem(distances, classes, margin_multiplier, margin_type)
 
     def sweep(t, medoids, near, cell_table, changed):
         del changed
         clusters = _freeze(medoids, near, distances)
+        slots = tf.range(n)
 
-        def visit_slot(k, medoids, near, cell_table):
+        def next_slot(k, settled):
             # A cluster of one member has its medoid as the only candidate: nothing to score.
-            medoids, near, cell_table = tf.cond(
-                clusters.sizes[k] > 1,
-                lambda: _swap(k, medoids, near, cell_table, clusters, problem),
-                lambda: (medoids, near, cell_table),
-            )
-            return k + 1, medoids, near, cell_table
+            todo = (slots >= k) & (clusters.sizes > 1) & ~settled
+            return tf.reduce_min(tf.where(todo, slots, n))
 
-        _, swapped, near, cell_table = tf.while_loop(
-            lambda k, *_: k < classes.num_classes,
+        def visit_slot(k, medoids, near, cell_table, settled):
+            swapped, near, cell_table = _swap(
+                k, medoids, near, cell_table, clusters, problem
+            )
+            settled, cell_table = tf.cond(
+                tf.equal(swapped[k], medoids[k]),
+                lambda: (settled, cell_table),
+                lambda: _settled_slots(swapped, near, cell_table, clusters, problem),
+            )
+            return next_slot(k + 1, settled), swapped, near, cell_table, settled
+
+        settled, cell_table = _settled_slots(
+            medoids, near, cell_table, clusters, problem
+        )
+        _, swapped, near, cell_table, _ = tf.while_loop(
+            lambda k, *_: k < n,
             visit_slot,
-            (tf.constant(0), medoids, near, cell_table),
+            (next_slot(0, settled), medoids, near, cell_table, settled),
         )
         changed = tf.reduce_any(tf.not_equal(swapped, medoids))
         return t + 1, swapped, near, cell_table, changed
@@ -276,7 +389,7 @@ def pam_refine(
         (
             tf.constant(0),
             medoids,
-            two_nearest(tf.gather(padded, medoids)),
+            two_nearest(tf.gather(problem.padded, medoids)),
             tf.zeros([n * (n + 1)], tf.int32),
             tf.constant(True),
         ),

@@ -16,5 +16,17 @@ def random_batch(rng, m, num_classes, dim=3):
     return x, y
 
 
+def tie_heavy_batch(rng, m, num_classes):
+    """Points drawn from six distinct unit vectors (exact duplicates, many equal distances),
+    labels with singletons."""
+    atoms = rng.normal(size=(6, 4)).astype(np.float32)
+    atoms /= np.linalg.norm(atoms, axis=1, keepdims=True)
+    x = atoms[rng.integers(0, 6, m)]
+    y = ref.dense(
+        np.r_[np.arange(num_classes), rng.integers(0, num_classes, m - num_classes)]
+    )
+    return x, y
+
+
 def tf_distances(x):
     return ref.distances(x).astype(np.float32)

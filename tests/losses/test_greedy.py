@@ -10,6 +10,7 @@ from fl_embed.losses.pam import pam_refine
 from tests.losses import reference as ref
 from tests.losses.batches import random_batch as _batch
 from tests.losses.batches import tf_distances as _tf_distances
+from tests.losses.batches import tie_heavy_batch as _tie_heavy_batch
 
 
 def test_greedy_alone_matches_algorithm_1():
@@ -83,18 +84,6 @@ def test_fewer_slots_than_classes_is_refused():
         greedy_facilities(d, labels, 1.0, num_slots=4)
     with pytest.raises(tf.errors.InvalidArgumentError, match="num_slots"):
         pam_refine(d, labels, tf.range(4), 1.0)
-
-
-def _tie_heavy_batch(rng, m, num_classes):
-    """Points drawn from six distinct unit vectors (exact duplicates, many equal distances),
-    labels with singletons."""
-    atoms = rng.normal(size=(6, 4)).astype(np.float32)
-    atoms /= np.linalg.norm(atoms, axis=1, keepdims=True)
-    x = atoms[rng.integers(0, 6, m)]
-    y = ref.dense(
-        np.r_[np.arange(num_classes), rng.integers(0, num_classes, m - num_classes)]
-    )
-    return x, y
 
 
 @pytest.mark.parametrize(
