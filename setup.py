@@ -36,6 +36,9 @@ setup(
         # Confidence intervals and Welch's test (fl_embed.evaluation.statistics); scikit-learn
         # already depends on it.
         "scipy>=1.10",
+        # One BLAS thread per block while `ranked_matches` runs a block per core; scikit-learn
+        # already depends on it.
+        "threadpoolctl>=3.1",
     ],
     extras_require={
         "cpu": [f"tensorflow-cpu=={TF_VERSION}"],

@@ -6,7 +6,7 @@ Synthetic embeddings of SOP's test split (60,502 x 64, 11,316 classes of 2-12 it
 retrieval metrics (Recall@1/10/100/1000, MAP@R, R-precision) by both paths of `evaluate` in
 the same run: "knn", the previous path (the K_max = 1000 nearest neighbours of every query from
 `exact_knn`), and "ranks", the current default (`ranked_matches`: one screened pass, no
-neighbour list). Then k-means + NMI and `evaluate()` end to end. For each stage: wall time and
+neighbour list), with a block per core and, as before, one block at a time. Then k-means + NMI and `evaluate()` end to end. For each stage: wall time and
 the peak resident memory of the process during the stage (Linux VmHWM, reset before each stage
 through /proc/self/clear_refs, so it includes what the process already held: TensorFlow,
 which `import fl_embed` loads, and the data). The benchmark fails if the two paths' metrics
@@ -113,8 +113,10 @@ def by_neighbour_list(x, labels, depth, ks, backend):
     return retrieval_metrics(labels, neighbour_matches(labels, indices), ks)
 
 
-def by_ranks(x, labels, depth, ks):
-    return retrieval_metrics(labels, ranked_matches(x, labels, depth), ks)
+def by_ranks(x, labels, depth, ks, workers=None):
+    return retrieval_metrics(
+        labels, ranked_matches(x, labels, depth, workers=workers), ks
+    )
 
 
 def main(argv):
@@ -135,7 +137,10 @@ def main(argv):
     paths = {
         "ranks (new)": timed(
             rows, "retrieval, ranks (new)", by_ranks, x, labels, depth, ks
-        )
+        ),
+        "ranks, 1 worker (old)": timed(
+            rows, "retrieval, ranks, 1 worker (old)", by_ranks, x, labels, depth, ks, 1
+        ),
     }
     for backend in FLAGS.knn_backends:
         name = f"kNN {backend} (old, k={depth})"

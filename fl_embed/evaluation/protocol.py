@@ -110,7 +110,8 @@ def evaluate(
       ks: the Recall@K cut-offs, each in [1, n - 1]; (1, 2, 4, 8) for CUB-200-2011 and Cars196,
         (1, 10, 100, 1000) for Stanford Online Products (`PRODUCTS_KS`).
       seed: random_state of k-means.
-      block_size: queries per block of the retrieval pass; memory grows as block_size * n.
+      block_size: queries per block of the retrieval pass; memory grows as block_size * n
+        (times the cores for retrieval="ranks", which runs a block per core).
       knn_backend: "numpy", "faiss" or "auto" (faiss when installed, else numpy) for
         retrieval="knn"; the neighbours, hence the metrics, are the same (see `exact_knn`).
       retrieval: "ranks" (`ranked_matches`: the rank of each query's nearest same-class item

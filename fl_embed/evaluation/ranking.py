@@ -14,7 +14,11 @@ exact distance above it; items in between (ties and near-ties) are decided by th
 distance. So the result is exact, ties included.
 """
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from fl_embed.evaluation.inputs import check_embeddings, check_positive_int
 from fl_embed.evaluation.knn import (
@@ -41,6 +45,7 @@ def ranked_matches(
     labels: np.ndarray,
     depth: int,
     block_size: int = RANKING_BLOCK_SIZE,
+    workers: int | None = None,
 ) -> np.ndarray:
     """Same-class flags of the ranked neighbour list, where the protocol's metrics read them.
 
@@ -63,14 +68,19 @@ def ranked_matches(
       embeddings: float array [n, d] (float32 values; `evaluate` passes float32).
       labels: int array [n].
       depth: width of M, >= R_max.
-      block_size: queries per block; memory grows as block_size * n.
+      block_size: queries per block; memory grows as block_size * workers * n.
+      workers: blocks processed at once, each on its own thread with a single-threaded
+        product (default: the CPUs this process may run on). Most of a block is numpy's
+        single-threaded comparisons and counts, so one block per core is faster than one
+        block at a time with a multi-threaded BLAS.
 
     Returns:
       bool array [n, depth].
 
     Raises:
       ValueError: embeddings refused by `check_embeddings`, labels of another length, no
-        query with a same-class item, depth < R_max or depth > n - 1, block_size < 1.
+        query with a same-class item, depth < R_max or depth > n - 1, block_size or workers
+        < 1.
     """
     x = check_embeddings(embeddings, "ranked_matches").astype(np.float32)
     n, d = x.shape
@@ -80,6 +90,9 @@ def ranked_matches(
             f"ranked_matches: {n} embeddings but {labels.shape[0]} labels."
         )
     check_positive_int(block_size, "block_size", "ranked_matches")
+    if workers is None:
+        workers = len(os.sched_getaffinity(0))
+    check_positive_int(workers, "workers", "ranked_matches")
     codes = np.unique(labels, return_inverse=True)[1].reshape(-1)
     positives = _same_class_table(codes)
     r_max = positives.shape[1] - 1
@@ -103,7 +116,8 @@ def ranked_matches(
         np.hstack([-2.0 * x, sq_norms.astype(np.float32)[:, None]]).T
     )
     matches = np.zeros((n, depth), bool)
-    for start in range(0, n, block_size):
+
+    def fill_block(start):
         stop = min(start + block_size, n)
         rows = np.arange(start, stop)
         screened = queries[rows] @ gallery_t
@@ -118,9 +132,20 @@ def ranked_matches(
             nearest_sq[rows],
             farthest_sq[rows],
             codes,
-            matches[start:stop],  # a view: filled in place
+            matches[start:stop],  # a view: filled in place, blocks never overlap
             read_columns[start:stop],
         )
+
+    starts = range(0, n, block_size)
+    if workers == 1 or len(starts) == 1:
+        for start in starts:
+            fill_block(start)
+    else:
+        # numpy releases the GIL in the product, the comparisons and the sorts; a block's
+        # product on one BLAS thread keeps the two threads from oversubscribing the cores.
+        with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
+            for _ in pool.map(fill_block, starts):
+                pass  # re-raises a block's error here
     return matches
 
 

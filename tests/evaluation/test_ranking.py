@@ -36,17 +36,18 @@ def brute_force_reference(x, labels):
     return full, np.argmax(full, axis=1)
 
 
-@pytest.mark.parametrize("block_size", [1, 37, 1024])
+# Blocks of one query on three threads, several blocks on one or two, one block (no threads).
+@pytest.mark.parametrize("block_size, workers", [(1, 3), (37, 1), (37, 2), (1024, 2)])
 @pytest.mark.parametrize("classes", [4, 30, 160])
 @pytest.mark.parametrize("name", ["grid", "duplicates", "tie_groups", "near_ties"])
 def test_matches_the_brute_force_ranked_list_where_the_metrics_read_it(
-    name, classes, block_size
+    name, classes, block_size, workers
 ):
     x = ranking_sets()[name]
     labels = np.random.default_rng(classes).integers(0, classes, size=len(x))
     r = same_class_counts(labels)
     depth = max(100, int(r.max()))
-    matches = ranked_matches(x, labels, depth, block_size=block_size)
+    matches = ranked_matches(x, labels, depth, block_size=block_size, workers=workers)
     full, first = brute_force_reference(x, labels)
     for q in np.flatnonzero(r > 0):
         np.testing.assert_array_equal(matches[q, : r[q]], full[q, : r[q]], f"query {q}")
@@ -79,7 +80,10 @@ def test_the_tie_rule_decides_the_first_match_rank():
     np.testing.assert_array_equal(matches[0], [False, False, True, False])
 
 
-def test_screening_bound_failure_is_an_error_not_a_wrong_rank(monkeypatch):
+@pytest.mark.parametrize("block_size, workers", [(1024, 1), (8, 2)])
+def test_screening_bound_failure_is_an_error_not_a_wrong_rank(
+    monkeypatch, block_size, workers
+):
     from fl_embed.evaluation import ranking
 
     monkeypatch.setattr(
@@ -87,7 +91,9 @@ def test_screening_bound_failure_is_an_error_not_a_wrong_rank(monkeypatch):
     )
     x = np.random.default_rng(0).normal(size=(50, 4)).astype(np.float32)
     with pytest.raises(RuntimeError, match="bound"):
-        ranked_matches(x, np.arange(50) % 5, depth=10)
+        ranked_matches(
+            x, np.arange(50) % 5, depth=10, block_size=block_size, workers=workers
+        )
 
 
 @pytest.mark.parametrize(
@@ -102,6 +108,14 @@ def test_screening_bound_failure_is_an_error_not_a_wrong_rank(monkeypatch):
 def test_bad_arguments_raise(labels, depth, message):
     with pytest.raises(ValueError, match=message):
         ranked_matches(np.zeros((6, 2), np.float32), labels, depth)
+
+
+@pytest.mark.parametrize("workers", [0, -1, True, 1.5])
+def test_a_bad_worker_count_is_refused(workers):
+    with pytest.raises(ValueError, match="workers must be an integer >= 1"):
+        ranked_matches(
+            np.eye(6, dtype=np.float32), np.arange(6) % 3, 2, workers=workers
+        )
 
 
 def test_the_tie_rule_decides_a_far_first_match_rank():
