@@ -6,13 +6,16 @@ import tensorflow as tf
 
 from fl_embed.losses import candidates as cand
 
-# Candidates scored exactly at once after pruning (a step of m = 1024 keeps ~1-60 of them; at
-# m = 1024 a chunk of 16 costs a quarter of one of 32 on this CPU).
-_CHUNK = 16
+# Candidates scored exactly at once after pruning. A step of m = 1024 keeps ~1-60 of them, and
+# the step's fixed cost dominates: Algorithm 1 alone took 70-77 ms at m = 512 / 384 with chunks
+# of 8 against 87-98 ms with 16, and 2.84 s against 3.21 s at 4096 / 1024 (BUILD_NOTES).
+_CHUNK = 8
 # Above this fraction of the candidates left after pruning, a step scores all of them at once.
 _FULL_FRACTION = 4
 # Rows of D read at once when the points taken by a new facility update every candidate's sums.
 _ROWS = 64
+# ... and when a step moves at most this many points (most steps), one chunk of this size.
+_FEW_ROWS = 8
 
 
 class _Sums(NamedTuple):
@@ -136,7 +139,6 @@ def _update_sums(sums: _Sums, moved, mind, new_mind, columns, weights) -> _Sums:
     [m, m] (the energy pass alone was most of a step at m = 4096). The sums are float64 so that a thousand updates do
     not drift from the sums computed afresh (the tie tolerance is relative 1e-5)."""
     m = tf.shape(columns)[0]
-    rows = tf.minimum(m, _ROWS)
     num_moved = tf.reduce_sum(tf.cast(moved, tf.int32))
     order = tf.tensor_scatter_nd_update(
         tf.zeros([m + 1], tf.int32),
@@ -144,29 +146,38 @@ def _update_sums(sums: _Sums, moved, mind, new_mind, columns, weights) -> _Sums:
         tf.range(m),
     )
 
-    def update_chunk(q, sums: _Sums):
-        pos = q * rows + tf.range(rows)
-        points = tf.gather(order, tf.minimum(pos, m - 1))
-        old = tf.gather(mind, points)[:, None]
-        # Padding rows get new = old: they change nothing.
-        new = tf.where(pos < num_moved, tf.gather(new_mind, points), old[:, 0])[:, None]
-        d = tf.gather(columns, points)  # row p: D[q, p] for every candidate q
-        gain = tf.reduce_sum(
-            tf.cast(tf.minimum(d, old) - tf.minimum(d, new), tf.float64), axis=0
-        )
-        # Points that stop counting for q: D[q, p] < old but not < new.
-        leaves = (d < old) & ~(d < new)
-        weight = tf.where(leaves, tf.gather(weights, points)[:, None], 0.0)
-        return q + 1, _Sums(
-            sums.energy + gain,
-            sums.count - tf.reduce_sum(tf.cast(leaves, tf.int32), axis=0),
-            sums.weight - tf.reduce_sum(tf.cast(weight, tf.float64), axis=0),
-        )
+    def update(chunk_rows):
+        rows = tf.minimum(m, chunk_rows)
 
-    _, sums = tf.while_loop(
-        lambda q, _: q * rows < num_moved, update_chunk, (tf.constant(0), sums)
+        def update_chunk(q, sums: _Sums):
+            pos = q * rows + tf.range(rows)
+            points = tf.gather(order, tf.minimum(pos, m - 1))
+            old = tf.gather(mind, points)[:, None]
+            # Padding rows get new = old: they change nothing.
+            new = tf.where(pos < num_moved, tf.gather(new_mind, points), old[:, 0])[
+                :, None
+            ]
+            d = tf.gather(columns, points)  # row p: D[q, p] for every candidate q
+            gain = tf.reduce_sum(
+                tf.cast(tf.minimum(d, old) - tf.minimum(d, new), tf.float64), axis=0
+            )
+            # Points that stop counting for q: D[q, p] < old but not < new.
+            leaves = (d < old) & ~(d < new)
+            weight = tf.where(leaves, tf.gather(weights, points)[:, None], 0.0)
+            return q + 1, _Sums(
+                sums.energy + gain,
+                sums.count - tf.reduce_sum(tf.cast(leaves, tf.int32), axis=0),
+                sums.weight - tf.reduce_sum(tf.cast(weight, tf.float64), axis=0),
+            )
+
+        return tf.while_loop(
+            lambda q, _: q * rows < num_moved, update_chunk, (tf.constant(0), sums)
+        )[1]
+
+    # Most steps move a few points: a chunk of _ROWS would be mostly padding.
+    return tf.cond(
+        num_moved <= _FEW_ROWS, lambda: update(_FEW_ROWS), lambda: update(_ROWS)
     )
-    return sums
 
 
 def _full_argmax(t, base, energy, problem):

@@ -79,13 +79,25 @@ def refinement_problem(
     )
 
 
+def cell_ids(asg, labels, num_slots, cell_table):
+    """Cell ids of the clustering `asg` (slots in [0, n]; n: unassigned): one member's index
+    per (slot, class) cell, read from a [n (n + 1)] table, and the updated table.
+
+    Each point writes its index at its key and reads back the winner. The table is carried
+    across calls and never cleared (only keys written just now are read): O(m) instead of an
+    O(m^2) fill. Unassigned points get an id too; callers mask them.
+    """
+    key = asg * num_slots + labels
+    cell_table = tf.tensor_scatter_nd_update(
+        cell_table, key[:, None], tf.range(tf.shape(labels)[0])
+    )
+    return tf.gather(cell_table, key), cell_table
+
+
 def base_without(k, medoids, near: TwoNearest, cell_table, problem: Problem):
     """The clustering by S without slot k: points of cluster k go to their second slot.
 
-    Returns (`candidates.Base`, the updated cell table). Cell ids come from a (slot, class)
-    table: each point writes its index at its key and reads back the winner, one member per
-    cell. The table is carried across calls and never cleared (only keys written just now are
-    read): O(m) instead of an O(m^2) fill.
+    Returns (`candidates.Base`, the updated cell table of `cell_ids`).
     """
     labels = problem.classes.labels
     m = tf.shape(labels)[0]
@@ -99,9 +111,8 @@ def base_without(k, medoids, near: TwoNearest, cell_table, problem: Problem):
     )[:m]
     fixed = (slot_of < n) & tf.not_equal(slot_of, k)
     asg = tf.where(fixed, slot_of, asg)
-    key = asg * n + labels
-    cell_table = tf.tensor_scatter_nd_update(cell_table, key[:, None], tf.range(m))
-    cell = tf.where(asg < n, tf.gather(cell_table, key), m)
+    cell, cell_table = cell_ids(asg, labels, n, cell_table)
+    cell = tf.where(asg < n, cell, m)
     base = cand.make_base(mind, asg, fixed, cell, n, problem.margin_type)
     return base, cell_table
 
@@ -207,7 +218,7 @@ def swap_sum_bounds(slot, medoids, near: TwoNearest, cell_table, problem: Proble
     `slot[j]`, for the margins in `candidates.BOUNDED_MARGINS`.
 
     Returns (float32 [m], at most s_ac of g(S with S[slot[j]] = j); float32 [m], at least its
-    s_a; float32 scalar Delta(g(S), y*); the updated cell table, as in `base_without`).
+    s_a; float32 scalar Delta(g(S), y*); the updated cell table of `cell_ids`).
 
     With k = slot[j], the swap moves only the points of the current cluster k (s_k of them,
     class weights W_k) and points p that j is at least as close to as their nearest slot
@@ -224,10 +235,9 @@ def swap_sum_bounds(slot, medoids, near: TwoNearest, cell_table, problem: Proble
     m = tf.shape(classes.labels)[0]
     m_float = tf.cast(m, tf.float32)
     ones = tf.ones([m])
-    current = force_medoid_slots(near.slot1, medoids)  # g(S)
-    key = current * n + classes.labels
-    cell_table = tf.tensor_scatter_nd_update(cell_table, key[:, None], tf.range(m))
-    cell_size = cand.segment_sum(ones, tf.gather(cell_table, key), m)
+    current = force_medoid_slots(near.slot1, medoids)  # g(S): every point assigned
+    cell, cell_table = cell_ids(current, classes.labels, n, cell_table)
+    cell_size = cand.segment_sum(ones, cell, m)
     size = cand.segment_sum(ones, current, n)
     s_ac = tf.reduce_sum(f(cell_size))
     s_a = tf.reduce_sum(f(size))
