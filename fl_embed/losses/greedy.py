@@ -135,9 +135,10 @@ def _update_sums(sums: _Sums, moved, mind, new_mind, columns, weights) -> _Sums:
     """`sums` after the points `moved` got the nearer facility distance `new_mind`.
 
     Only those points change their term in any candidate's sums, so the update reads their
-    columns of D (rows of `columns`), `_ROWS` at a time: O(moved x m) instead of a pass over
-    [m, m] (the energy pass alone was most of a step at m = 4096). The sums are float64 so that a thousand updates do
-    not drift from the sums computed afresh (the tie tolerance is relative 1e-5)."""
+    columns of D (rows of `columns`), `_FEW_ROWS` or `_ROWS` at a time: O(moved x m) instead of
+    a pass over [m, m] (the energy pass alone was most of a step at m = 4096). The sums are
+    float64 so that a thousand updates do not drift from the sums computed afresh (the tie
+    tolerance is relative 1e-5)."""
     m = tf.shape(columns)[0]
     num_moved = tf.reduce_sum(tf.cast(moved, tf.int32))
     order = tf.tensor_scatter_nd_update(
@@ -146,38 +147,42 @@ def _update_sums(sums: _Sums, moved, mind, new_mind, columns, weights) -> _Sums:
         tf.range(m),
     )
 
-    def update(chunk_rows):
-        rows = tf.minimum(m, chunk_rows)
-
-        def update_chunk(q, sums: _Sums):
-            pos = q * rows + tf.range(rows)
-            points = tf.gather(order, tf.minimum(pos, m - 1))
-            old = tf.gather(mind, points)[:, None]
-            # Padding rows get new = old: they change nothing.
-            new = tf.where(pos < num_moved, tf.gather(new_mind, points), old[:, 0])[
-                :, None
-            ]
-            d = tf.gather(columns, points)  # row p: D[q, p] for every candidate q
-            gain = tf.reduce_sum(
-                tf.cast(tf.minimum(d, old) - tf.minimum(d, new), tf.float64), axis=0
-            )
-            # Points that stop counting for q: D[q, p] < old but not < new.
-            leaves = (d < old) & ~(d < new)
-            weight = tf.where(leaves, tf.gather(weights, points)[:, None], 0.0)
-            return q + 1, _Sums(
-                sums.energy + gain,
-                sums.count - tf.reduce_sum(tf.cast(leaves, tf.int32), axis=0),
-                sums.weight - tf.reduce_sum(tf.cast(weight, tf.float64), axis=0),
-            )
-
-        return tf.while_loop(
-            lambda q, _: q * rows < num_moved, update_chunk, (tf.constant(0), sums)
-        )[1]
-
     # Most steps move a few points: a chunk of _ROWS would be mostly padding.
+    args = (order, num_moved, mind, new_mind, columns, weights)
     return tf.cond(
-        num_moved <= _FEW_ROWS, lambda: update(_FEW_ROWS), lambda: update(_ROWS)
+        num_moved <= _FEW_ROWS,
+        lambda: _update_in_chunks(sums, tf.minimum(m, _FEW_ROWS), *args),
+        lambda: _update_in_chunks(sums, tf.minimum(m, _ROWS), *args),
     )
+
+
+def _update_in_chunks(sums, rows, order, num_moved, mind, new_mind, columns, weights):
+    """`_update_sums`' loop: the moved points `order[:num_moved]`, `rows` at a time."""
+    m = tf.shape(columns)[0]
+
+    def update_chunk(q, sums: _Sums):
+        pos = q * rows + tf.range(rows)
+        points = tf.gather(order, tf.minimum(pos, m - 1))
+        old = tf.gather(mind, points)
+        # Padding rows get new = old: they change nothing.
+        new = tf.where(pos < num_moved, tf.gather(new_mind, points), old)[:, None]
+        old = old[:, None]
+        d = tf.gather(columns, points)  # row p: D[q, p] for every candidate q
+        gain = tf.reduce_sum(
+            tf.cast(tf.minimum(d, old) - tf.minimum(d, new), tf.float64), axis=0
+        )
+        # Points that stop counting for q: D[q, p] < old but not < new.
+        leaves = (d < old) & ~(d < new)
+        weight = tf.where(leaves, tf.gather(weights, points)[:, None], 0.0)
+        return q + 1, _Sums(
+            sums.energy + gain,
+            sums.count - tf.reduce_sum(tf.cast(leaves, tf.int32), axis=0),
+            sums.weight - tf.reduce_sum(tf.cast(weight, tf.float64), axis=0),
+        )
+
+    return tf.while_loop(
+        lambda q, _: q * rows < num_moved, update_chunk, (tf.constant(0), sums)
+    )[1]
 
 
 def _full_argmax(t, base, energy, problem):
